@@ -1,0 +1,54 @@
+// A loaded Gemma 4 model: config + weights (zero-copy views of the checkpoint) + the forward pass written
+// once against the Ops interface (forward.cpp). Spec §2 (text), §4 (embedders), §8 (family features).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/keymap.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "ops/ops.h"
+
+namespace gemma4 {
+
+// Soft-token inputs of the Unified model (spec §4). Rows of pixel_values whose image_position_ids are
+// (-1,-1) are padding and dropped; the remaining rows fill the image placeholder positions in order.
+// Each row of input_features is one 640-sample audio frame and fills one audio placeholder position.
+struct MultimodalInputs {
+  Tensor pixel_values;        // F32 [N, patch_dim]
+  Tensor image_position_ids;  // I64 [N, 2] (x, y)
+  Tensor input_features;      // F32 [M, audio_embed_dim]
+};
+
+class Model {
+ public:
+  // Loads config.json (+ generation_config.json) and the safetensors of DIR with strict key accounting.
+  static std::unique_ptr<Model> load(const std::string& dir, const BindOptions& opt = {});
+  // A model over given weights (random init for benchmarks, training).
+  Model(ModelConfig cfg, Weights w, std::unique_ptr<Ops> ops = nullptr);
+
+  const ModelConfig& config() const { return cfg_; }
+  const Weights& weights() const { return w_; }
+  Weights& mutable_weights() { return w_; }
+  const KeyAccounting& accounting() const { return acct_; }
+  Ops& ops() { return *ops_; }
+
+  // Runs ids (positions cache.length() ...) through the decoder, appending their K/V to `cache`.
+  // Returns logits F32 [T, V] after the final softcap, for every position when all_logits, else only
+  // for the last one ([1, V]). Ids must be < vocab_size (Error otherwise).
+  Tensor forward(const std::vector<int64_t>& ids, KVCache& cache, const MultimodalInputs* mm = nullptr,
+                 bool all_logits = true);
+  KVCache new_cache() const { return KVCache(cfg_.text); }
+
+ private:
+  ModelConfig cfg_;
+  Weights w_;
+  KeyAccounting acct_;
+  std::unique_ptr<Ops> ops_;
+  std::vector<LayerSpec> layers_;
+};
+
+}  // namespace gemma4

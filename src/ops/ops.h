@@ -1,0 +1,64 @@
+// The op set the Gemma 4 model is written against (model/forward.cpp). A backend (CPU now, CUDA later)
+// implements these; the model math is written once. Activations are F32 row-major tensors on the
+// backend's device; weights may be F32, BF16 or F16 (kept in their stored dtype, accumulated in fp32).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace gemma4 {
+
+// Which keys a query may see. Key/query positions are absolute token positions.
+struct AttnMask {
+  const int64_t* q_pos = nullptr;  // [T]
+  const int64_t* k_pos = nullptr;  // [S]
+  int window = 0;                  // > 0: also require k > q - window (sliding layers, spec §2.3)
+  // Optional bidirectional overlay (spec §4.5): same non-negative block id => visible (still within the
+  // window on sliding layers). nullptr = plain causal.
+  const int32_t* q_block = nullptr;
+  const int32_t* k_block = nullptr;
+  bool visible(int64_t qi, int64_t ki) const {
+    int64_t q = q_pos[qi], k = k_pos[ki];
+    bool same_block = q_block && q_block[qi] >= 0 && q_block[qi] == k_block[ki];
+    return (k <= q || same_block) && (window <= 0 || k > q - window);
+  }
+};
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  virtual Device device() const = 0;
+
+  // y[M,N] = x[M,K] . w[N,K]^T (+ b[N] when b is defined). x, y F32.
+  virtual void linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* b = nullptr) = 0;
+  // Per row over the last dim of width D: y = x * (mean(x^2) + eps)^-0.5 * w (w may be null: no weight).
+  virtual void rmsnorm(const Tensor& x, const Tensor* w, float eps, Tensor& y) = 0;
+  // Per row: (x - mean) / sqrt(var + eps) * w + b.
+  virtual void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) = 0;
+  // y[t] = table[ids[t]] * scale (row gathered from a table of any float dtype).
+  virtual void embedding(const Tensor& table, const std::vector<int64_t>& ids, float scale, Tensor& y) = 0;
+  // In place on x viewed as [T, n_heads, head_dim]: half-split rotation (pairs j, j + head_dim/2) with
+  // inv_freq[j] for j < head_dim/2 (zeros = identity; spec §2.2).
+  virtual void rope(Tensor& x, int n_heads, int head_dim, const int64_t* pos, const std::vector<float>& inv_freq) = 0;
+  // o[T, Hq*d] = softmax(q k^T * scale + mask) v, with q [T, Hq*d], k/v [S, Hkv*d], Hq % Hkv == 0
+  // (query head h reads kv head h / (Hq/Hkv)). Softmax in fp32. A query row that sees no key gives 0.
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, int n_q_heads, int n_kv_heads,
+                         int head_dim, float scale, const AttnMask& mask, Tensor& o) = 0;
+  // out = gelu_tanh(gate) * up, elementwise.
+  virtual void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // out = a + b, elementwise (out may alias a or b).
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  // x *= s (s: a one-element weight tensor of any float dtype, or a constant).
+  virtual void scale(Tensor& x, const Tensor& s) = 0;
+  virtual void scale(Tensor& x, float s) = 0;
+  // x = cap * tanh(x / cap)
+  virtual void softcap(Tensor& x, float cap) = 0;
+  // out = gelu_tanh(x) (elementwise)
+  virtual void gelu_tanh(const Tensor& x, Tensor& out) = 0;
+};
+
+std::unique_ptr<Ops> make_cpu_ops();
+
+}  // namespace gemma4
