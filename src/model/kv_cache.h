@@ -25,6 +25,10 @@ class KVCache {
   int64_t held(int layer) const { return layers_[layer].count; }
   int64_t capacity(int layer) const { return layers_[layer].capacity; }
   bool has_layer(int layer) const { return layers_[layer].kv_dim > 0; }
+  bool is_ring(int layer) const { return layers_[layer].capacity > 0; }
+  // Full (unbounded) layers: contiguous K/V of positions 0 .. held(layer)-1, [held, kv_dim].
+  const float* k_data(int layer) const { return layers_[layer].k.data(); }
+  const float* v_data(int layer) const { return layers_[layer].v.data(); }
 
  private:
   struct Layer {

@@ -1,0 +1,76 @@
+// gemma4 generate --model DIR (--prompt-ids 2,17,9 | --prompt TEXT) --max-new-tokens N [--temperature T]
+//                 [--top-k K] [--top-p P] [--seed S] [--ids-only] [--ignore-eos]
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "cli/args.h"
+#include "cli/command.h"
+#include "generate/generator.h"
+#include "text/tokenizer.h"
+
+namespace gemma4::cli {
+namespace {
+
+std::vector<int64_t> parse_ids(const std::string& s) {
+  std::vector<int64_t> ids;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    char* end = nullptr;
+    long long v = std::strtoll(tok.c_str(), &end, 10);
+    if (tok.empty() || *end) throw UsageError("--prompt-ids: '{}' is not an integer", tok);
+    ids.push_back(v);
+  }
+  if (ids.empty()) throw UsageError("--prompt-ids is empty");
+  return ids;
+}
+
+int run_generate(const std::vector<std::string>& argv) {
+  Args a(argv, {"--model", "--prompt-ids", "--prompt", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed",
+                "--device"},
+         {"--ids-only", "--ignore-eos"},
+         "gemma4 generate --model DIR (--prompt-ids 2,17,9 | --prompt TEXT) --max-new-tokens N [--temperature T] "
+         "[--top-k K] [--top-p P] [--seed S] [--ids-only] [--ignore-eos]");
+  std::string device = a.get_or("--device", "cpu");
+  if (device != "cpu") throw UsageError("--device {}: only 'cpu' is available in this build", device);
+  if (a.has("--prompt-ids") == a.has("--prompt")) throw UsageError("give exactly one of --prompt-ids and --prompt");
+  std::string dir = a.get("--model");
+  long long max_new = a.get_int("--max-new-tokens", 32);
+  if (max_new < 0) throw UsageError("--max-new-tokens must be >= 0");
+
+  auto model = Model::load(dir);
+  std::shared_ptr<Tokenizer> tok;
+  std::vector<int64_t> prompt;
+  if (a.has("--prompt")) {
+    tok = Tokenizer::load(dir);
+    for (int32_t id : tok->encode(a.get("--prompt"), EncodeMode::Prompt)) prompt.push_back(id);
+  } else {
+    prompt = parse_ids(a.get("--prompt-ids"));
+  }
+
+  GenerateOptions opt = default_generate_options(model->config());
+  const GenerationConfig& gc = model->config().generation;
+  opt.sampling.temperature = a.get_double("--temperature", gc.do_sample ? gc.temperature : 0.0);
+  opt.sampling.top_k = int(a.get_int("--top-k", gc.do_sample ? gc.top_k : 0));
+  opt.sampling.top_p = a.get_double("--top-p", gc.do_sample ? gc.top_p : 1.0);
+  opt.sampling.seed = uint64_t(a.get_int("--seed", 0));
+  opt.max_new_tokens = int(max_new);
+  opt.ignore_eos = a.has("--ignore-eos");
+
+  std::vector<int64_t> out = generate(*model, prompt, opt);
+  if (a.has("--ids-only") || (!tok && !std::filesystem::exists(dir + "/tokenizer.json"))) {
+    std::string line;
+    for (size_t i = 0; i < out.size(); ++i) line += (i ? " " : "") + std::to_string(out[i]);
+    std::printf("%s\n", line.c_str());
+    return 0;
+  }
+  if (!tok) tok = Tokenizer::load(dir);
+  std::vector<int32_t> ids(out.begin(), out.end());
+  std::printf("%s\n", tok->decode(ids, /*skip_special=*/true).c_str());
+  return 0;
+}
+
+}  // namespace
+G4_COMMAND("generate", "generate tokens from a prompt (greedy or sampled)", run_generate);
+}  // namespace gemma4::cli

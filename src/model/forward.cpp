@@ -1,0 +1,239 @@
+// The Gemma 4 decoder forward, written once against the Ops interface. Reads like the spec's reference
+// pseudocode (§2.6), with the family features of §8 (PLE, KV sharing, MoE) and the Unified soft tokens
+// (§4). One sequence per call; positions continue from the KV cache.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "model/embedders.h"
+#include "model/model.h"
+#include "model/moe.h"
+#include "model/rope.h"
+
+namespace gemma4 {
+
+namespace {
+
+// Keys/values one attention layer reads: the cached positions followed by this call's new ones.
+struct KeySet {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  std::vector<float> k_store, v_store;  // owned storage when the set had to be assembled
+  std::vector<int64_t> pos;
+  int64_t size() const { return int64_t(pos.size()); }
+};
+
+// Embedding scale sqrt(H), rounded to the embedding's dtype as HF does (spec §2.1, §7.3).
+float rounded_scale(double s, DType dt) {
+  float f = float(s);
+  if (dt == DType::BF16) return round_to_bf16(f);
+  if (dt == DType::F16) return f16_to_f32(f32_to_f16(f));
+  return f;
+}
+
+Tensor rows_view(Tensor& t, int64_t rows, int64_t width) { return t.reshape({rows, width}); }
+
+}  // namespace
+
+Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const MultimodalInputs* mm, bool all_logits) {
+  const TextConfig& tc = cfg_.text;
+  Ops& ops = *ops_;
+  const int64_t T = int64_t(ids.size());
+  G4_CHECK(T > 0, "forward: empty input");
+  const int64_t H = tc.hidden_size, V = tc.vocab_size;
+  const int64_t pos0 = cache.length();
+  const float eps = float(tc.rms_norm_eps);
+  for (int64_t t = 0; t < T; ++t)
+    G4_CHECK(ids[t] >= 0 && ids[t] < V, "input id {} at position {} is outside the vocabulary [0, {})", ids[t], t, V);
+
+  std::vector<int64_t> positions(T);
+  std::iota(positions.begin(), positions.end(), pos0);
+
+  // --- Embedding (§2.1): placeholders are looked up as pad, then overwritten by soft tokens.
+  std::vector<int64_t> lookup_ids = ids;
+  std::vector<int64_t> image_rows, audio_rows;
+  for (int64_t t = 0; t < T; ++t) {
+    bool img = cfg_.is_unified && (ids[t] == cfg_.image_token_id || ids[t] == cfg_.video_token_id);
+    bool aud = cfg_.is_unified && ids[t] == cfg_.audio_token_id;
+    if (img) image_rows.push_back(t);
+    if (aud) audio_rows.push_back(t);
+    if (img || aud) lookup_ids[t] = tc.pad_token_id;
+  }
+  Tensor x = Tensor::empty(DType::F32, {T, H});
+  ops.embedding(w_.embed_tokens, lookup_ids, rounded_scale(std::sqrt(double(H)), w_.embed_tokens.dtype), x);
+
+  auto scatter = [&](const Tensor& soft, const std::vector<int64_t>& rows, const char* what) {
+    G4_CHECK(soft.dim(0) == int64_t(rows.size()), "{}: {} soft tokens for {} placeholder positions", what,
+             soft.dim(0), rows.size());
+    for (size_t r = 0; r < rows.size(); ++r)
+      std::copy(soft.ptr<float>() + r * H, soft.ptr<float>() + (r + 1) * H, x.ptr<float>() + rows[r] * H);
+  };
+  bool has_pixels = mm && mm->pixel_values.defined() && mm->pixel_values.numel() > 0;
+  bool has_audio = mm && mm->input_features.defined() && mm->input_features.numel() > 0;
+  if (has_pixels) {
+    scatter(embed_images(ops, cfg_, w_.vision, mm->pixel_values, mm->image_position_ids), image_rows, "images");
+  } else {
+    G4_CHECK(image_rows.empty(), "input has {} image placeholder tokens but no pixel_values", image_rows.size());
+  }
+  if (has_audio) {
+    scatter(embed_audio(ops, cfg_, w_.audio_projection, mm->input_features), audio_rows, "audio");
+  } else {
+    G4_CHECK(audio_rows.empty(), "input has {} audio placeholder tokens but no input_features", audio_rows.size());
+  }
+
+  // --- Per-layer embeddings (E2B/E4B, §8.2): ple[t, l, :] = (norm(proj(x) * H^-0.5) + E_ple[id] * sqrt(P)) / sqrt(2)
+  const int64_t P = tc.hidden_size_per_layer_input, L = tc.num_hidden_layers;
+  Tensor ple;
+  if (P > 0) {
+    std::vector<int64_t> ple_ids = lookup_ids;
+    for (auto& id : ple_ids)
+      if (id < 0 || id >= tc.vocab_size_per_layer_input) id = tc.pad_token_id;
+    Tensor tok = Tensor::empty(DType::F32, {T, L * P});
+    ops.embedding(w_.embed_tokens_per_layer, ple_ids,
+                  rounded_scale(std::sqrt(double(P)), w_.embed_tokens_per_layer.dtype), tok);
+    ple = Tensor::empty(DType::F32, {T, L * P});
+    ops.linear(x, w_.per_layer_model_projection, ple);
+    ops.scale(ple, float(1.0 / std::sqrt(double(H))));
+    Tensor pv = ple.reshape({T * L, P});
+    ops.rmsnorm(pv, &w_.per_layer_projection_norm, eps, pv);
+    ops.add(ple, tok, ple);
+    ops.scale(ple, float(1.0 / std::sqrt(2.0)));
+  }
+
+  // RoPE tables per layer type.
+  const LayerSpec* any_full = nullptr;
+  for (auto& s : layers_)
+    if (s.type == LayerType::Full) any_full = &s;
+  std::vector<float> freq_sliding = rope_inv_freq(tc.rope_sliding, tc.head_dim);
+  std::vector<float> freq_full = any_full ? rope_inv_freq(tc.rope_full, any_full->head_dim) : std::vector<float>{};
+
+  // Scratch buffers sized for the widest layer.
+  int64_t max_q = 0, max_kv = 0, max_inter = 0;
+  for (auto& s : layers_) {
+    max_q = std::max<int64_t>(max_q, int64_t(tc.num_attention_heads) * s.head_dim);
+    max_kv = std::max<int64_t>(max_kv, int64_t(s.num_kv_heads) * s.head_dim);
+    max_inter = std::max<int64_t>(max_inter, s.intermediate_size);
+  }
+  if (tc.enable_moe_block) max_inter = std::max<int64_t>(max_inter, 2 * int64_t(tc.moe_intermediate_size));
+  Tensor hbuf = Tensor::empty(DType::F32, {T, H}), h2buf = Tensor::empty(DType::F32, {T, H});
+  Tensor qbuf = Tensor::empty(DType::F32, {T * max_q}), obuf = Tensor::empty(DType::F32, {T * max_q});
+  Tensor kbuf = Tensor::empty(DType::F32, {T * max_kv}), vbuf = Tensor::empty(DType::F32, {T * max_kv});
+  Tensor gbuf = Tensor::empty(DType::F32, {T * max_inter}), ubuf = Tensor::empty(DType::F32, {T * max_inter});
+
+  std::vector<KeySet> keysets(layers_.size());
+  const int nq = tc.num_attention_heads;
+
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const LayerSpec& s = layers_[li];
+    const LayerWeights& lw = w_.layers[li];
+    const int hd = s.head_dim, nkv = s.num_kv_heads;
+    const int64_t qd = int64_t(nq) * hd, kvd = int64_t(nkv) * hd;
+    const std::vector<float>& freq = s.type == LayerType::Full ? freq_full : freq_sliding;
+
+    // --- Attention block (§2.4.2, §2.4.3)
+    Tensor a = hbuf;
+    ops.rmsnorm(x, &lw.input_layernorm, eps, a);
+    Tensor q = rows_view(qbuf, T, qd);
+    ops.linear(a, lw.q_proj, q);
+    Tensor qh = q.reshape({T * nq, hd});
+    ops.rmsnorm(qh, &lw.q_norm, eps, qh);
+    ops.rope(q, nq, hd, positions.data(), freq);
+
+    const KeySet* ks = nullptr;
+    if (s.kv_source >= 0) {
+      ks = &keysets[s.kv_source];  // KV-shared layer (§6.2): the source layer's keys and values
+    } else {
+      Tensor k = rows_view(kbuf, T, kvd), v = rows_view(vbuf, T, kvd);
+      ops.linear(a, lw.k_proj, k);
+      if (s.k_eq_v) {
+        std::copy(k.ptr<float>(), k.ptr<float>() + T * kvd, v.ptr<float>());  // V from the raw K projection
+      } else {
+        ops.linear(a, lw.v_proj, v);
+      }
+      Tensor kh = k.reshape({T * nkv, hd}), vh = v.reshape({T * nkv, hd});
+      ops.rmsnorm(kh, &lw.k_norm, eps, kh);
+      ops.rmsnorm(vh, nullptr, eps, vh);  // weightless v_norm, no RoPE
+      ops.rope(k, nkv, hd, positions.data(), freq);
+
+      KeySet& set = keysets[li];
+      if (!cache.is_ring(int(li))) {
+        cache.append(int(li), pos0, k.ptr<float>(), v.ptr<float>(), T);
+        set.k = cache.k_data(int(li));
+        set.v = cache.v_data(int(li));
+        set.pos.resize(cache.held(int(li)));
+        std::iota(set.pos.begin(), set.pos.end(), int64_t(0));
+      } else {
+        cache.gather(int(li), set.k_store, set.v_store, set.pos);
+        set.k_store.insert(set.k_store.end(), k.ptr<float>(), k.ptr<float>() + T * kvd);
+        set.v_store.insert(set.v_store.end(), v.ptr<float>(), v.ptr<float>() + T * kvd);
+        set.pos.insert(set.pos.end(), positions.begin(), positions.end());
+        set.k = set.k_store.data();
+        set.v = set.v_store.data();
+        cache.append(int(li), pos0, k.ptr<float>(), v.ptr<float>(), T);
+      }
+      ks = &set;
+    }
+    AttnMask mask;
+    mask.q_pos = positions.data();
+    mask.k_pos = ks->pos.data();
+    mask.window = s.type == LayerType::Sliding ? tc.sliding_window : 0;
+    Tensor kt, vt;
+    kt.dtype = vt.dtype = DType::F32;
+    kt.shape = vt.shape = {ks->size(), kvd};
+    kt.data = const_cast<float*>(ks->k);
+    vt.data = const_cast<float*>(ks->v);
+    Tensor o = rows_view(obuf, T, qd);
+    ops.attention(q, kt, vt, nq, nkv, hd, /*scale=*/1.0f, mask, o);  // scale 1.0 (§2.4.2)
+    Tensor attn_out = hbuf;
+    ops.linear(o, lw.o_proj, attn_out);
+    ops.rmsnorm(attn_out, &lw.post_attention_layernorm, eps, attn_out);
+    ops.add(x, attn_out, x);
+
+    // --- Feed-forward block (§2.4.4; MoE §8.3)
+    Tensor m = hbuf;
+    ops.rmsnorm(x, &lw.pre_feedforward_layernorm, eps, m);
+    const int64_t I = s.intermediate_size;
+    Tensor g = rows_view(gbuf, T, I), u = rows_view(ubuf, T, I);
+    ops.linear(m, lw.gate_proj, g);
+    ops.linear(m, lw.up_proj, u);
+    ops.gelu_tanh_mul(g, u, g);
+    Tensor f = h2buf;
+    ops.linear(g, lw.down_proj, f);
+    if (s.has_moe) {
+      ops.rmsnorm(f, &lw.post_feedforward_layernorm_1, eps, f);
+      Tensor e = moe_forward(ops, tc, lw, x);  // routed experts read the post-attention residual
+      ops.add(f, e, f);
+    }
+    ops.rmsnorm(f, &lw.post_feedforward_layernorm, eps, f);
+    ops.add(x, f, x);
+
+    // --- Per-layer input (§8.2)
+    if (P > 0) {
+      Tensor gate = Tensor::empty(DType::F32, {T, P});
+      ops.linear(x, lw.per_layer_input_gate, gate);
+      ops.gelu_tanh(gate, gate);
+      float* gp = gate.ptr<float>();
+      const float* pp = ple.ptr<float>();
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t i = 0; i < P; ++i) gp[t * P + i] *= pp[(t * L + int64_t(li)) * P + i];
+      Tensor c = hbuf;
+      ops.linear(gate, lw.per_layer_projection, c);
+      ops.rmsnorm(c, &lw.post_per_layer_input_norm, eps, c);
+      ops.add(x, c, x);
+    }
+    ops.scale(x, lw.layer_scalar);  // scales the whole residual stream (§2.4)
+  }
+  cache.advance(T);
+
+  // --- Final norm, tied LM head, softcap (§2.5), in fp32.
+  int64_t first = all_logits ? 0 : T - 1;
+  Tensor xs = x.slice_rows(first, T);
+  Tensor xn = Tensor::empty(DType::F32, xs.shape);
+  ops.rmsnorm(xs, &w_.final_norm, eps, xn);
+  Tensor logits = Tensor::empty(DType::F32, {T - first, V});
+  ops.linear(xn, w_.lm_head, logits);
+  if (tc.final_logit_softcapping > 0) ops.softcap(logits, float(tc.final_logit_softcapping));
+  return logits;
+}
+
+}  // namespace gemma4
