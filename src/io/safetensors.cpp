@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 namespace gemma4 {
@@ -27,6 +28,36 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
 // A non-negative JSON integer that fits in uint64 (nlohmann stores those as number_unsigned).
 bool is_count(const json& v) { return v.is_number_unsigned(); }
+
+// A key given twice in one object would silently keep only one value; the DOM parser cannot tell, so a SAX pass
+// looks (nlohmann's parse callback could, but it is quadratic in the number of keys).
+struct DuplicateKeyFinder : json::json_sax_t {
+  std::vector<std::set<std::string>> open_objects;
+  std::optional<std::string> duplicate;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { open_objects.emplace_back(); return true; }
+  bool end_object() override { open_objects.pop_back(); return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool key(string_t& k) override {
+    if (open_objects.back().insert(k).second) return true;
+    duplicate = k;
+    return false;  // stop at the first one
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+};
+
+std::optional<std::string> first_duplicate_key(const char* begin, const char* end) {
+  DuplicateKeyFinder finder;
+  json::sax_parse(begin, end, &finder);
+  return finder.duplicate;
+}
 
 TensorInfo parse_entry(const std::string& path, const std::string& name, const json& e, size_t data_bytes) {
   auto fail = [&](const std::string& what) { return Error("{}: tensor '{}': {}", path, name, what); };
@@ -107,23 +138,15 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   f->data_ = base + 8 + header_len;
   size_t data_bytes = f->file_size_ - 8 - header_len;
 
-  // A key given twice would silently keep one of the two values: reject it (one key set per open object).
-  std::vector<std::set<std::string>> keys;
-  std::string duplicate;
-  auto no_duplicate_keys = [&](int, json::parse_event_t ev, json& v) {
-    if (ev == json::parse_event_t::object_start) keys.emplace_back();
-    else if (ev == json::parse_event_t::object_end) keys.pop_back();
-    else if (ev == json::parse_event_t::key && !keys.back().insert(v.get<std::string>()).second && duplicate.empty())
-      duplicate = v.get<std::string>();
-    return true;
-  };
   json header;
+  std::optional<std::string> duplicate;
   try {
-    header = json::parse(base + 8, base + 8 + header_len, no_duplicate_keys);
+    header = json::parse(base + 8, base + 8 + header_len);
+    duplicate = first_duplicate_key(base + 8, base + 8 + header_len);
   } catch (const json::exception& e) {
     throw Error("{}: header is not valid JSON: {}", path, e.what());
   }
-  if (!duplicate.empty()) throw Error("{}: header repeats the key '{}'", path, duplicate);
+  if (duplicate) throw Error("{}: header repeats the key '{}'", path, *duplicate);
   if (!header.is_object()) throw Error("{}: header is not a JSON object", path);
 
   for (auto it = header.begin(); it != header.end(); ++it) {

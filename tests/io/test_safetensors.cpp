@@ -28,6 +28,7 @@ TEST(Safetensors, RoundTripEveryDtypeScalarAndEmptyAndMetadata) {
     ts.push_back({n + ".empty", random_tensor(dt, {0, 4}, seed++)});
     ts.push_back({n + ".odd", random_tensor(dt, {7}, seed++)});  // odd sizes leave later tensors unaligned
   }
+  ts.push_back({"ünïcode.名前", random_tensor(DType::F32, {2}, seed++)});
   std::map<std::string, std::string> meta = {{"format", "pt"}, {"note", "héllo \"quoted\""}};
   save_safetensors(path, ts, meta);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
@@ -200,6 +201,9 @@ TEST_F(SafetensorsBad, MalformedJson) {
   expect_open_error(raw_safetensors("{" + entry("x", "F32", "[1]", 0, 4) + "," + entry("x", "F32", "[1]", 4, 8) + "}",
                                     std::string(8, 'z')),
                     {"repeats the key 'x'"});
+  expect_open_error(raw_safetensors(R"({"__metadata__":{"":"a","":"b"}})", ""), {"repeats the key ''"});
+  expect_open_error(raw_safetensors(R"({"x":{"dtype":"F32","dtype":"U8","shape":[4],"data_offsets":[0,4]}})", "abcd"),
+                    {"repeats the key 'dtype'"});
 }
 
 TEST_F(SafetensorsBad, EntriesOfTheWrongShape) {
