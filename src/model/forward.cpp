@@ -31,7 +31,13 @@ float rounded_scale(double s, DType dt) {
   return f;
 }
 
-Tensor rows_view(Tensor& t, int64_t rows, int64_t width) { return t.reshape({rows, width}); }
+// A [rows, width] view over the start of a scratch buffer that may be larger.
+Tensor rows_view(const Tensor& buf, int64_t rows, int64_t width) {
+  G4_CHECK(rows * width <= buf.numel(), "scratch buffer too small: {} < {}", buf.numel(), rows * width);
+  Tensor t = buf;
+  t.shape = {rows, width};
+  return t;
+}
 
 }  // namespace
 
