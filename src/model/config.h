@@ -113,6 +113,7 @@ struct ModelConfig {
   static ModelConfig from_dir(const std::string& dir);
   static ModelConfig from_json(const nlohmann::json& j);  // throws Error on unknown model_type etc.
   nlohmann::json to_json() const;                          // HF config.json for export
+  nlohmann::json generation_json() const;                  // generation_config.json for export; null if nothing to say
   std::vector<int64_t> eos_ids() const;                    // generation eos, else text eos
 };
 

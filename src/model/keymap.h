@@ -7,6 +7,7 @@
 // does not use (towers of gemma4 checkpoints, or embedders the caller disabled), which are skipped and
 // reported.
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -43,6 +44,10 @@ struct BindOptions {
 
 // Tensors the model expects in the given layout (text, plus the embedders the options enable).
 std::vector<ExpectedTensor> expected_tensors(const ModelConfig& cfg, Layout layout, const BindOptions& opt = {});
+// Visits every parameter slot of `w` (resized to the config's layers) with its stored name, shape and modality,
+// in the order of expected_tensors; lm_head only when untied. Used by binding, random init, export, training.
+void for_each_parameter(const ModelConfig& cfg, Layout layout, const BindOptions& opt, Weights& w,
+                        const std::function<void(const ExpectedTensor&, Tensor&)>& fn);
 // Detects the layout from the stored names (and the config's model_type).
 Layout detect_layout(const ModelConfig& cfg, const TensorStore& store);
 // Binds zero-copy views into `w`; fills `acct`. Throws Error naming the first problem (missing tensor,
