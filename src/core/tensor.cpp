@@ -68,6 +68,7 @@ Tensor Tensor::slice_rows(int64_t r0, int64_t r1) const {
 
 std::vector<float> Tensor::f32_vector() const {
   G4_CHECK(device == Device::CPU, "f32_vector needs a CPU tensor");
+  G4_CHECK(data != nullptr || numel() == 0, "f32_vector of an undefined tensor");
   int64_t n = numel();
   std::vector<float> out(n);
   switch (dtype) {
@@ -84,6 +85,7 @@ std::vector<float> Tensor::f32_vector() const {
 
 std::vector<int64_t> Tensor::i64_vector() const {
   G4_CHECK(device == Device::CPU, "i64_vector needs a CPU tensor");
+  G4_CHECK(data != nullptr || numel() == 0, "i64_vector of an undefined tensor");
   int64_t n = numel();
   std::vector<int64_t> out(n);
   switch (dtype) {
@@ -97,11 +99,13 @@ std::vector<int64_t> Tensor::i64_vector() const {
 }
 
 Tensor Tensor::to_f32() const {
+  if (!data) return Tensor{};  // undefined stays undefined
   std::vector<float> v = f32_vector();
   return from_f32(v, shape);
 }
 
 Tensor Tensor::to(DType dt) const {
+  if (!data) return Tensor{};
   if (dt == DType::F32) return to_f32();
   std::vector<float> v = f32_vector();
   Tensor t = empty(dt, shape);

@@ -41,7 +41,8 @@ Tensor rows_view(const Tensor& buf, int64_t rows, int64_t width) {
 
 }  // namespace
 
-Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const MultimodalInputs* mm, bool all_logits) {
+Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const MultimodalInputs* mm, bool all_logits,
+                      Tape* tape) {
   const TextConfig& tc = cfg_.text;
   Ops& ops = *ops_;
   const int64_t T = int64_t(ids.size());
@@ -49,6 +50,11 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
   const int64_t H = tc.hidden_size, V = tc.vocab_size;
   const int64_t pos0 = cache.length();
   const float eps = float(tc.rms_norm_eps);
+  G4_CHECK(!tape || pos0 == 0, "forward: a training forward needs a fresh cache");
+  // Records a copy of `t` into the tape slot (training only; scratch buffers are reused).
+  auto rec = [&](Tensor& slot, const Tensor& t) {
+    if (tape) slot = clone(t);
+  };
   for (int64_t t = 0; t < T; ++t)
     G4_CHECK(ids[t] >= 0 && ids[t] < V, "input id {} at position {} is outside the vocabulary [0, {})", ids[t], t, V);
 
@@ -68,6 +74,11 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
   Tensor x = Tensor::empty(DType::F32, {T, H});
   ops.embedding(w_.embed_tokens, lookup_ids, rounded_scale(std::sqrt(double(H)), w_.embed_tokens.dtype), x);
 
+  if (tape) {
+    tape->positions = positions;
+    tape->lookup_ids = lookup_ids;
+    tape->layers.assign(layers_.size(), LayerTape{});
+  }
   auto scatter = [&](const Tensor& soft, const std::vector<int64_t>& rows, const char* what) {
     G4_CHECK(soft.dim(0) == int64_t(rows.size()), "{}: {} soft tokens for {} placeholder positions", what,
              soft.dim(0), rows.size());
@@ -87,6 +98,8 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     G4_CHECK(audio_rows.empty(), "input has {} audio placeholder tokens but no input_features", audio_rows.size());
   }
 
+  if (tape) rec(tape->x_emb, x);
+
   // --- Per-layer embeddings (E2B/E4B, §8.2): ple[t, l, :] = (norm(proj(x) * H^-0.5) + E_ple[id] * sqrt(P)) / sqrt(2)
   const int64_t P = tc.hidden_size_per_layer_input, L = tc.num_hidden_layers;
   Tensor ple;
@@ -100,10 +113,12 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     ple = Tensor::empty(DType::F32, {T, L * P});
     ops.linear(x, w_.per_layer_model_projection, ple);
     ops.scale(ple, float(1.0 / std::sqrt(double(H))));
+    if (tape) rec(tape->ple_lin, ple);
     Tensor pv = ple.reshape({T * L, P});
     ops.rmsnorm(pv, &w_.per_layer_projection_norm, eps, pv);
     ops.add(ple, tok, ple);
     ops.scale(ple, float(1.0 / std::sqrt(2.0)));
+    if (tape) rec(tape->ple, ple);
   }
 
   // RoPE tables per layer type.
@@ -136,14 +151,19 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     const int64_t qd = int64_t(nq) * hd, kvd = int64_t(nkv) * hd;
     const std::vector<float>& freq = s.type == LayerType::Full ? freq_full : freq_sliding;
 
+    LayerTape* lt = tape ? &tape->layers[li] : nullptr;
     // --- Attention block (§2.4.2, §2.4.3)
+    if (lt) rec(lt->x0, x);
     Tensor a = hbuf;
     ops.rmsnorm(x, &lw.input_layernorm, eps, a);
+    if (lt) rec(lt->a, a);
     Tensor q = rows_view(qbuf, T, qd);
     ops.linear(a, lw.q_proj, q);
+    if (lt) rec(lt->q_lin, q);
     Tensor qh = q.reshape({T * nq, hd});
     ops.rmsnorm(qh, &lw.q_norm, eps, qh);
     ops.rope(q, nq, hd, positions.data(), freq);
+    if (lt) rec(lt->q, q);
 
     const KeySet* ks = nullptr;
     if (s.kv_source >= 0) {
@@ -155,11 +175,14 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
         std::copy(k.ptr<float>(), k.ptr<float>() + T * kvd, v.ptr<float>());  // V from the raw K projection
       } else {
         ops.linear(a, lw.v_proj, v);
+        if (lt) rec(lt->v_lin, v);
       }
+      if (lt) rec(lt->k_lin, k);
       Tensor kh = k.reshape({T * nkv, hd}), vh = v.reshape({T * nkv, hd});
       ops.rmsnorm(kh, &lw.k_norm, eps, kh);
       ops.rmsnorm(vh, nullptr, eps, vh);  // weightless v_norm, no RoPE
       ops.rope(k, nkv, hd, positions.data(), freq);
+      if (lt) rec(lt->k, k), rec(lt->v, v);
 
       KeySet& set = keysets[li];
       if (!cache.is_ring(int(li))) {
@@ -190,33 +213,43 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     vt.data = const_cast<float*>(ks->v);
     Tensor o = rows_view(obuf, T, qd);
     ops.attention(q, kt, vt, nq, nkv, hd, /*scale=*/1.0f, mask, o);  // scale 1.0 (§2.4.2)
+    if (lt) rec(lt->o, o);
     Tensor attn_out = hbuf;
     ops.linear(o, lw.o_proj, attn_out);
+    if (lt) rec(lt->p, attn_out);
     ops.rmsnorm(attn_out, &lw.post_attention_layernorm, eps, attn_out);
     ops.add(x, attn_out, x);
+    if (lt) rec(lt->x1, x);
 
     // --- Feed-forward block (§2.4.4; MoE §8.3)
     Tensor m = hbuf;
     ops.rmsnorm(x, &lw.pre_feedforward_layernorm, eps, m);
+    if (lt) rec(lt->m, m);
     const int64_t I = s.intermediate_size;
     Tensor g = rows_view(gbuf, T, I), u = rows_view(ubuf, T, I);
     ops.linear(m, lw.gate_proj, g);
     ops.linear(m, lw.up_proj, u);
+    if (lt) rec(lt->g, g), rec(lt->u, u);
     ops.gelu_tanh_mul(g, u, g);
+    if (lt) rec(lt->h, g);
     Tensor f = h2buf;
     ops.linear(g, lw.down_proj, f);
+    if (lt) rec(lt->f_dense, f);
     if (s.has_moe) {
       ops.rmsnorm(f, &lw.post_feedforward_layernorm_1, eps, f);
       Tensor e = moe_forward(ops, tc, lw, x);  // routed experts read the post-attention residual
       ops.add(f, e, f);
     }
+    if (lt) rec(lt->f, f);
     ops.rmsnorm(f, &lw.post_feedforward_layernorm, eps, f);
     ops.add(x, f, x);
+    if (lt) rec(lt->x2, x);
 
     // --- Per-layer input (§8.2)
     if (P > 0) {
       Tensor gate = Tensor::empty(DType::F32, {T, P});
       ops.linear(x, lw.per_layer_input_gate, gate);
+      if (lt) rec(lt->ple_gate_lin, gate);
       ops.gelu_tanh(gate, gate);
       float* gp = gate.ptr<float>();
       const float* pp = ple.ptr<float>();
@@ -224,9 +257,11 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
         for (int64_t i = 0; i < P; ++i) gp[t * P + i] *= pp[(t * L + int64_t(li)) * P + i];
       Tensor c = hbuf;
       ops.linear(gate, lw.per_layer_projection, c);
+      if (lt) rec(lt->ple_c, c);
       ops.rmsnorm(c, &lw.post_per_layer_input_norm, eps, c);
       ops.add(x, c, x);
     }
+    if (lt) rec(lt->x3, x);
     ops.scale(x, lw.layer_scalar);  // scales the whole residual stream (§2.4)
   }
   cache.advance(T);
@@ -236,6 +271,7 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
   Tensor xs = x.slice_rows(first, T);
   Tensor xn = Tensor::empty(DType::F32, xs.shape);
   ops.rmsnorm(xs, &w_.final_norm, eps, xn);
+  if (tape) rec(tape->x_final, xs), rec(tape->xn, xn);
   Tensor logits = Tensor::empty(DType::F32, {T - first, V});
   ops.linear(xn, w_.lm_head, logits);
   if (tc.final_logit_softcapping > 0) ops.softcap(logits, float(tc.final_logit_softcapping));

@@ -9,6 +9,7 @@
 #include "model/config.h"
 #include "model/keymap.h"
 #include "model/kv_cache.h"
+#include "model/tape.h"
 #include "model/weights.h"
 #include "ops/ops.h"
 
@@ -39,8 +40,10 @@ class Model {
   // Runs ids (positions cache.length() ...) through the decoder, appending their K/V to `cache`.
   // Returns logits F32 [T, V] after the final softcap, for every position when all_logits, else only
   // for the last one ([1, V]). Ids must be < vocab_size (Error otherwise).
+  // With a tape (training), the activations backward needs are recorded (cache must be fresh).
   Tensor forward(const std::vector<int64_t>& ids, KVCache& cache, const MultimodalInputs* mm = nullptr,
-                 bool all_logits = true);
+                 bool all_logits = true, Tape* tape = nullptr);
+  const std::vector<LayerSpec>& layer_specs() const { return layers_; }
   KVCache new_cache() const { return KVCache(cfg_.text); }
 
  private:

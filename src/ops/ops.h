@@ -57,6 +57,24 @@ class Ops {
   virtual void softcap(Tensor& x, float cap) = 0;
   // out = gelu_tanh(x) (elementwise)
   virtual void gelu_tanh(const Tensor& x, Tensor& out) = 0;
+
+  // ---- Backward (training). Gradients are F32. "accumulate" adds into the output instead of writing it.
+  // For y = x . w^T: dx (= or +=) dy . w; dw += dy^T . x (dx, dw may be null).
+  virtual void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, bool accumulate_dx,
+                               Tensor* dw) = 0;
+  // For y = rmsnorm(x, w): dx (= or +=) d/dx; dw += d/dw (w and dw may be null: weightless norm).
+  virtual void rmsnorm_backward(const Tensor& x, const Tensor* w, float eps, const Tensor& dy, Tensor& dx,
+                                bool accumulate_dx, Tensor* dw) = 0;
+  // In place: the transpose of rope() (rotation by the negative angle).
+  virtual void rope_backward(Tensor& dx, int n_heads, int head_dim, const int64_t* pos,
+                             const std::vector<float>& inv_freq) = 0;
+  // Gradients of attention(): dq written; dk, dv accumulated (+=), so KV-shared layers can add theirs.
+  virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, int n_q_heads, int n_kv_heads,
+                                  int head_dim, float scale, const AttnMask& mask, const Tensor& dout, Tensor& dq,
+                                  Tensor& dk, Tensor& dv) = 0;
+  // For out = gelu_tanh(gate) * up: dgate, dup written.
+  virtual void gelu_tanh_mul_backward(const Tensor& gate, const Tensor& up, const Tensor& dout, Tensor& dgate,
+                                      Tensor& dup) = 0;
 };
 
 std::unique_ptr<Ops> make_cpu_ops();

@@ -3,6 +3,10 @@
 #include <cmath>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "ops/cpu/linear.h"
 #include "ops/ops.h"
 
@@ -28,6 +32,29 @@ void check_f32(const Tensor& t, const char* what) {
 inline float gelu_tanh_f(float x) {
   const float c = 0.7978845608028654f;  // sqrt(2/pi)
   return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
+}
+
+inline float gelu_tanh_grad(float x) {
+  const float c = 0.7978845608028654f;
+  float th = std::tanh(c * (x + 0.044715f * x * x * x));
+  return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * c * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+// out[c, r] = in[r, c] as F32 (any float dtype in).
+std::vector<float> transpose_f32(const Tensor& t, int64_t rows, int64_t cols) {
+  std::vector<float> out(size_t(rows * cols));
+  const int64_t B = 32;
+#pragma omp parallel for collapse(2) schedule(static) if (rows * cols > 65536)
+  for (int64_t r0 = 0; r0 < rows; r0 += B)
+    for (int64_t c0 = 0; c0 < cols; c0 += B)
+      for (int64_t r = r0; r < std::min(rows, r0 + B); ++r)
+        for (int64_t c = c0; c < std::min(cols, c0 + B); ++c) out[c * rows + r] = elem(t, r * cols + c);
+  return out;
+}
+
+void add_into(float* dst, const float* src, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 
 class CpuOps final : public Ops {
@@ -203,6 +230,177 @@ class CpuOps final : public Ops {
     int64_t n = x.numel();
     float* p = x.ptr<float>();
     for (int64_t i = 0; i < n; ++i) p[i] *= s;
+  }
+
+  void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, bool accumulate_dx,
+                       Tensor* dw) override {
+    const int64_t N = w.dim(0), K = w.dim(1), M = dy.numel() / N;
+    G4_CHECK(x.numel() == M * K, "linear_backward: x has {} elements, expected {}", x.numel(), M * K);
+    if (dx) {  // dx[M,K] = dy[M,N] . w[N,K]  ==  linear(dy, w^T)
+      std::vector<float> wt = transpose_f32(w, N, K);
+      if (accumulate_dx) {
+        std::vector<float> tmp(size_t(M * K));
+        cpu::linear(dy.ptr<float>(), M, N, wt.data(), DType::F32, K, tmp.data());
+        add_into(dx->ptr<float>(), tmp.data(), M * K);
+      } else {
+        cpu::linear(dy.ptr<float>(), M, N, wt.data(), DType::F32, K, dx->ptr<float>());
+      }
+    }
+    if (dw) {  // dw[N,K] += dy^T[N,M] . x[M,K]  ==  linear(dy^T, x^T)
+      G4_CHECK(dw->dtype == DType::F32 && dw->numel() == N * K, "linear_backward: dw must be F32 [{}, {}]", N, K);
+      std::vector<float> dyt = transpose_f32(dy, M, N), xt = transpose_f32(x, M, K);
+      std::vector<float> tmp(size_t(N * K));
+      cpu::linear(dyt.data(), N, M, xt.data(), DType::F32, K, tmp.data());
+      add_into(dw->ptr<float>(), tmp.data(), N * K);
+    }
+  }
+
+  void rmsnorm_backward(const Tensor& x, const Tensor* w, float eps, const Tensor& dy, Tensor& dx, bool accumulate_dx,
+                        Tensor* dw) override {
+    bool has_w = w && w->defined() && w->numel() > 0;
+    int64_t D = has_w ? w->numel() : x.dim(-1);
+    int64_t rows = x.numel() / D;
+    std::vector<float> wv;
+    if (has_w) wv = as_f32(*w);
+    const float *xp = x.ptr<float>(), *gp = dy.ptr<float>();
+    float* dxp = dx.ptr<float>();
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = omp_get_max_threads();
+#endif
+    std::vector<std::vector<double>> dw_part(has_w && dw ? nthreads : 0, std::vector<double>(D, 0.0));
+#pragma omp parallel for schedule(static) if (rows * D > 16384)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = xp + r * D;
+      const float* gr = gp + r * D;
+      float* out = dxp + r * D;
+      double ss = 0;
+      for (int64_t i = 0; i < D; ++i) ss += double(xr[i]) * xr[i];
+      double inv = 1.0 / std::sqrt(ss / D + eps);
+      double dot = 0;  // sum_j g_j w_j x_j
+      for (int64_t i = 0; i < D; ++i) dot += double(gr[i]) * (has_w ? wv[i] : 1.0f) * xr[i];
+      double c = inv * inv * inv * dot / D;
+      for (int64_t i = 0; i < D; ++i) {
+        double v = inv * gr[i] * (has_w ? wv[i] : 1.0f) - xr[i] * c;
+        out[i] = accumulate_dx ? out[i] + float(v) : float(v);
+      }
+      if (!dw_part.empty()) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        for (int64_t i = 0; i < D; ++i) dw_part[tid][i] += double(gr[i]) * xr[i] * inv;
+      }
+    }
+    if (!dw_part.empty()) {
+      G4_CHECK(dw->dtype == DType::F32 && dw->numel() == D, "rmsnorm_backward: dw must be F32 [{}]", D);
+      for (auto& part : dw_part)
+        for (int64_t i = 0; i < D; ++i) dw->ptr<float>()[i] += float(part[i]);
+    }
+  }
+
+  void rope_backward(Tensor& dx, int n_heads, int head_dim, const int64_t* pos,
+                     const std::vector<float>& inv_freq) override {
+    std::vector<float> neg(inv_freq.size());
+    int64_t T = dx.numel() / (int64_t(n_heads) * head_dim);
+    // Rotation by -angle: negate positions' angles by rotating with negated frequencies.
+    for (size_t j = 0; j < inv_freq.size(); ++j) neg[j] = -inv_freq[j];
+    (void)T;
+    rope(dx, n_heads, head_dim, pos, neg);
+  }
+
+  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, int n_q_heads, int n_kv_heads,
+                          int head_dim, float scale, const AttnMask& mask, const Tensor& dout, Tensor& dq, Tensor& dk,
+                          Tensor& dv) override {
+    const int64_t T = q.numel() / (int64_t(n_q_heads) * head_dim);
+    const int64_t S = k.numel() / (int64_t(n_kv_heads) * head_dim);
+    const int group = n_q_heads / n_kv_heads;
+    const int64_t qs = int64_t(n_q_heads) * head_dim, ks = int64_t(n_kv_heads) * head_dim;
+    const float *qp = q.ptr<float>(), *kp = k.ptr<float>(), *vp = v.ptr<float>(), *gp = dout.ptr<float>();
+    float* dqp = dq.ptr<float>();
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = omp_get_max_threads();
+#endif
+    std::vector<std::vector<float>> dk_part(nthreads, std::vector<float>(size_t(S * ks), 0.f));
+    std::vector<std::vector<float>> dv_part(nthreads, std::vector<float>(size_t(S * ks), 0.f));
+#pragma omp parallel
+    {
+      int tid = 0;
+#ifdef _OPENMP
+      tid = omp_get_thread_num();
+#endif
+      std::vector<float> p(S), dp(S);
+      float* dkt = dk_part[tid].data();
+      float* dvt = dv_part[tid].data();
+#pragma omp for collapse(2) schedule(dynamic, 1)
+      for (int64_t t = 0; t < T; ++t) {
+        for (int h = 0; h < n_q_heads; ++h) {
+          const int kh = h / group;
+          const float* qv = qp + t * qs + int64_t(h) * head_dim;
+          const float* go = gp + t * qs + int64_t(h) * head_dim;
+          float* dqv = dqp + t * qs + int64_t(h) * head_dim;
+          std::fill(dqv, dqv + head_dim, 0.f);
+          float mx = -INFINITY;
+          for (int64_t s = 0; s < S; ++s) {
+            if (!mask.visible(t, s)) {
+              p[s] = -INFINITY;
+              continue;
+            }
+            const float* kv = kp + s * ks + int64_t(kh) * head_dim;
+            float d = 0;
+            for (int i = 0; i < head_dim; ++i) d += qv[i] * kv[i];
+            p[s] = d * scale;
+            mx = std::max(mx, p[s]);
+          }
+          if (mx == -INFINITY) continue;
+          float sum = 0;
+          for (int64_t s = 0; s < S; ++s) sum += (p[s] = p[s] == -INFINITY ? 0.f : std::exp(p[s] - mx));
+          float pdp = 0;
+          for (int64_t s = 0; s < S; ++s) {
+            p[s] /= sum;
+            if (p[s] == 0.f) {
+              dp[s] = 0;
+              continue;
+            }
+            const float* vv = vp + s * ks + int64_t(kh) * head_dim;
+            float d = 0;
+            for (int i = 0; i < head_dim; ++i) d += go[i] * vv[i];
+            dp[s] = d;
+            pdp += p[s] * d;
+            float* dvs = dvt + s * ks + int64_t(kh) * head_dim;
+            for (int i = 0; i < head_dim; ++i) dvs[i] += p[s] * go[i];
+          }
+          for (int64_t s = 0; s < S; ++s) {
+            if (p[s] == 0.f) continue;
+            float ds = p[s] * (dp[s] - pdp) * scale;
+            const float* kv = kp + s * ks + int64_t(kh) * head_dim;
+            float* dks = dkt + s * ks + int64_t(kh) * head_dim;
+            for (int i = 0; i < head_dim; ++i) {
+              dqv[i] += ds * kv[i];
+              dks[i] += ds * qv[i];
+            }
+          }
+        }
+      }
+    }
+    for (int th = 0; th < nthreads; ++th) {
+      add_into(dk.ptr<float>(), dk_part[th].data(), S * ks);
+      add_into(dv.ptr<float>(), dv_part[th].data(), S * ks);
+    }
+  }
+
+  void gelu_tanh_mul_backward(const Tensor& gate, const Tensor& up, const Tensor& dout, Tensor& dgate,
+                              Tensor& dup) override {
+    int64_t n = gate.numel();
+    const float *g = gate.ptr<float>(), *u = up.ptr<float>(), *d = dout.ptr<float>();
+    float *dg = dgate.ptr<float>(), *du = dup.ptr<float>();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) {
+      float gi = g[i], di = d[i];
+      du[i] = di * gelu_tanh_f(gi);
+      dg[i] = di * u[i] * gelu_tanh_grad(gi);
+    }
   }
 
   void softcap(Tensor& x, float cap) override {
