@@ -33,6 +33,17 @@ void linear_path(LinearPath path, const float* x, int64_t M, int64_t K, const vo
 // True when this CPU has AVX2, FMA and F16C (the fast kernels are used).
 bool linear_has_avx2();
 
+// ---- Attention (attention_avx2.cpp) ----
+
+// The semantics of Ops::attention (ops/ops.h): o[T, Hq*d] = softmax(q k^T * scale + mask) v with q [T, Hq*d],
+// k/v [S, Hkv*d] (query head h reads kv head h / (Hq/Hkv)); the mask arguments are the fields of AttnMask
+// (q_block/k_block may be null); a query row that sees no key gives 0. Softmax in fp32 (vectorized exp,
+// relative error ~2e-7). AVX2/FMA: call only when linear_has_avx2(). Returns false, writing nothing, for
+// shapes it does not handle (head_dim not a multiple of 8).
+bool attention_avx2(const float* q, const float* k, const float* v, int64_t T, int64_t S, int n_q_heads,
+                    int n_kv_heads, int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
+                    const int32_t* q_block, const int32_t* k_block, float* o);
+
 namespace detail {
 // Implemented in linear_avx2.cpp (compiled with -mavx2 -mfma -mf16c); call only when linear_has_avx2().
 // wdt must be F32, BF16 or F16; M, N, K >= 1.
