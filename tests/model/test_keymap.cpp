@@ -372,3 +372,37 @@ TEST(Inspect, PrintsAccountingAndFailsOnInvalidCheckpoints) {
 
 }  // namespace
 }  // namespace gemma4::test
+
+namespace gemma4::test {
+namespace {
+
+// Every checkpoint that transformers 5.17 wrote with save_pretrained (tools/make_fixtures.py) binds with nothing
+// missing, unexpected or mis-shaped; its config survives our export.
+TEST(KeyMap, HuggingFaceFixturesBindExactly) {
+  namespace fs = std::filesystem;
+  fs::path root = fs::path(source_dir()) / "tests" / "fixtures";
+  if (!fs::exists(root)) GTEST_SKIP() << "no fixtures under " << root;
+  int n = 0;
+  for (const auto& d : fs::directory_iterator(root)) {
+    if (!fs::exists(d.path() / "config.json")) continue;
+    SCOPED_TRACE(d.path().filename().string());
+    ++n;
+    ModelConfig cfg = ModelConfig::from_dir(d.path().string());
+    Bound b = bind_dir(d.path().string(), cfg);
+    EXPECT_EQ(b.error, "");
+    EXPECT_TRUE(b.acct.missing.empty());
+    EXPECT_TRUE(b.acct.unexpected.empty());
+    EXPECT_TRUE(b.acct.bad_shape.empty());
+    TensorStore store = TensorStore::open(d.path().string());
+    size_t skipped = 0;
+    for (const auto& [m, names] : b.acct.skipped) skipped += names.size();
+    EXPECT_EQ(b.acct.used.size() + skipped, store.size());
+    for (const auto& [m, names] : b.acct.skipped) EXPECT_TRUE(m == "vision" || m == "audio") << m;  // towers only
+    ModelConfig again = ModelConfig::from_json(cfg.to_json());
+    EXPECT_EQ(text_parameter_count(again), text_parameter_count(cfg));
+  }
+  EXPECT_GT(n, 0);
+}
+
+}  // namespace
+}  // namespace gemma4::test
