@@ -31,7 +31,9 @@ Value Renderer::eval(const Expr& e, const Frame& f) {
 }
 
 Value Renderer::filter_chain(const Expr& filter, const Value& body, const Frame& f) {
-  Value input = filter.args[0] ? filter_chain(*filter.args[0], body, f) : body;
+  // A block set's filter chain bottoms out in a null input (the captured body).
+  const Expr* in = filter.args[0].get();
+  Value input = !in ? body : in->kind == ExprKind::Filter ? filter_chain(*in, body, f) : eval(*in, f);
   CallArgs a = eval_args(filter, 1, f);
   try {
     return apply_filter(filter.name, input, a, filter_env_);
