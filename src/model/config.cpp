@@ -180,6 +180,8 @@ TextConfig parse_text(const json& j, bool unified, const std::string& ctx) {
   t.num_attention_heads = rd.i32("num_attention_heads", 8);
   t.num_key_value_heads = rd.i32("num_key_value_heads", 4);
   t.head_dim = rd.i32("head_dim", 256);
+  // Kept as written in config.json. With use_bidirectional_attention == "all", HF's __post_init__ turns it into
+  // sliding_window // 2 + 1 (a two-sided window) and to_dict undoes that; the forward must apply it itself.
   t.sliding_window = rd.i32("sliding_window", unified ? 1024 : 512);
   t.rms_norm_eps = rd.f64("rms_norm_eps", 1e-6);
   t.final_logit_softcapping = rd.f64("final_logit_softcapping", 0.0);  // null = none
