@@ -7,11 +7,13 @@ PreTrainedTokenizerBase.apply_chat_template(tokenize=False) uses -- with the arg
 passes: messages, tools, documents, add_generation_prompt, the special tokens (bos_token="<bos>",
 eos_token="<eos>" unless the conversation sets them) and every other top-level key of the conversation.
 It writes reference_<template stem>.jsonl lines {"name", "text"} or {"name", "error"} (jinja2 raised), and
-reference_meta.json with the versions used.
+reference_meta.json with the versions used. With --cases it also renders the engine cases
+(tests/data/chat/jinja_cases.jsonl: {"name", "template", "vars"}) with HF's compiled-template environment
+(_compile_jinja_template(template).render(**vars)) into reference_jinja_cases.jsonl.
 
 Usage (on a machine with transformers, e.g. the GPU machine):
   python3 tools/chat_reference.py --suite tests/data/chat/conversations.jsonl \
-      --templates tests/data/chat/templates/*.jinja --out tests/data/chat
+      --templates tests/data/chat/templates/*.jinja --cases tests/data/chat/jinja_cases.jsonl --out tests/data/chat
 """
 import argparse
 import inspect
@@ -48,6 +50,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--suite", required=True)
     ap.add_argument("--templates", nargs="+", required=True)
+    ap.add_argument("--cases")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     with open(args.suite, encoding="utf-8") as f:
@@ -68,6 +71,20 @@ def main():
                     n_err += 1
                 out.write(json.dumps(rec, ensure_ascii=False) + "\n")
         summary[stem] = {"cases": len(suite), "errors": n_err}
+    if args.cases:
+        with open(args.cases, encoding="utf-8") as f:
+            cases = [json.loads(line) for line in f if line.strip()]
+        n_err = 0
+        with open(os.path.join(args.out, "reference_jinja_cases.jsonl"), "w", encoding="utf-8") as out:
+            for case in cases:
+                try:
+                    text = ctu._compile_jinja_template(case["template"]).render(**case["vars"])
+                    rec = {"name": case["name"], "text": text}
+                except Exception as e:
+                    rec = {"name": case["name"], "error": f"{type(e).__name__}: {e}"}
+                    n_err += 1
+                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        summary["jinja_cases"] = {"cases": len(cases), "errors": n_err}
     meta = {
         "transformers": transformers.__version__,
         "jinja2": jinja2.__version__,

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Builds the chat-template reference suite: tests/data/chat/conversations.jsonl.
+"""Builds the chat-template reference suite: tests/data/chat/conversations.jsonl, and the engine cases
+tests/data/chat/jinja_cases.jsonl (small templates exercising each Jinja feature the engine supports).
 
 Each line is {"name": ..., "conversation": {...}} where the conversation is what `gemma4 render-chat --input`
 takes: "messages" plus template variables (tools, add_generation_prompt, enable_thinking, bos_token, ...).
@@ -97,6 +98,105 @@ ODD_TOOLS = [
 CALC_TOOL = {"type": "function", "function": {
     "name": "calc", "description": "Evaluate arithmetic.",
     "parameters": {"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}}}
+
+
+# Engine cases: (name, template, vars). Rendered by tools/chat_reference.py exactly like the suite.
+ENGINE_CASES = [
+    # Whitespace control with trim_blocks / lstrip_blocks.
+    ("ws_trim_lstrip", "  {% if true %}\n    A\n  {% endif %}\nB", {}),
+    ("ws_minus", "a  {%- if true -%}  b  {%- endif -%}  c", {}),
+    ("ws_plus", "x\n  {%+ if true %}y{% endif +%}\nz", {}),
+    ("ws_var_no_lstrip", "  {{ 'v' }}\n  {% if true %}w{% endif %}", {}),
+    ("ws_comment", "a\n  {# note #}\nb {#- strip -#}   c", {}),
+    ("ws_trailing_newline_dropped", "line\n", {}),
+    ("ws_crlf", "a\r\n{% if true %}\r\nb\r\n{% endif %}\r\n", {}),
+    ("ws_var_minus", "a \n {{- 'b' -}} \n c", {}),
+    ("ws_inline_block_keeps_space", "x {% if true %}y{% endif %} z", {}),
+    ("raw_block", "{% raw %}{{ not rendered }}{% endraw %}", {}),
+    # Literals and printing (Python str/repr).
+    ("str_escapes", "{{ 'tab\\there\\nnl \\x41\\u00e9\\U0001F600 back\\\\slash \\d' }}", {}),
+    ("str_adjacent", "{{ 'a' \"b\" 'c' }}", {}),
+    ("print_scalars", "{{ true }} {{ none }} {{ 1.0 }} {{ 10 }} {{ -0.0 }} {{ 1e16 }} {{ 1e-5 }} {{ 0.1 + 0.2 }}", {}),
+    ("print_floats", "{{ 1/3 }} {{ 2/3*3 }} {{ 1e100 }} {{ 123456789012345678.0 }} {{ 0.0001 }} {{ 1.5e300 * 1e10 }}", {}),
+    ("print_containers", "{{ [1, 'a', none, true, 2.5] }} {{ {'k': [1, {'n': none}]} }} {{ (1,) }} {{ ('a', 'b') }} {{ [] }} {{ {} }}", {}),
+    ("print_repr_quotes", "{{ [\"it's\", 'say \"hi\"', 'both \\' \"', 'nl\\n', 'bell\\x07', 'nbsp\\u00a0', 'é😀', '\\u200b'] }}", {}),
+    ("print_vars", "{{ obj }}|{{ lst }}|{{ f }}|{{ big }}", {"obj": {"b": 1, "a": [True, None, 1.5]}, "lst": ["x", "y's"], "f": 2.0, "big": 2**62}),
+    # Operators.
+    ("arith", "{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ 1 + true }} {{ 10 / 4 }} {{ 1.5 // 1 }} {{ -1.5 % 1 }} {{ 2 ** -1 }}", {}),
+    ("arith_precedence", "{{ 1 + 2 * 3 }} {{ (1 + 2) * 3 }} {{ 2 * 3 ** 2 }} {{ -2 ** 2 }} {{ 10 - 2 - 3 }} {{ 1 ~ 2 * 3 }} {{ 2 * 3 ~ 4 }}", {}),
+    ("concat_repeat", "{{ 'ab' ~ 1 ~ none ~ missing }} {{ 'a' * 3 }} {{ [1] * 2 }} {{ [1, 2] + [3] }} {{ 'x' + 'y' }}", {}),
+    ("compare", "{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 'a' < 'b' }} {{ [1, 2] < [1, 3] }} {{ 1 == 1.0 }} {{ true == 1 }} {{ none == none }} {{ 'a' != 'a' }} {{ missing == none }}", {}),
+    ("logic_values", "{{ 0 or 'x' }} {{ 'a' and 'b' }} {{ none or [] }} {{ not none }} {{ not 'x' }} {{ 1 and 0 }}", {}),
+    ("inline_if", "{{ 'y' if x else 'n' }}|{{ 'y' if false }}|{{ 1 if true else 2 if false else 3 }}|{{ 'a' if none else 'b' if 0 else 'c' }}", {"x": [0]}),
+    ("membership", "{{ 'a' in 'cat' }} {{ 1 in [1, 2] }} {{ 'k' in {'k': 1} }} {{ 'z' not in [] }} {{ 2 in {'a': 2} }} {{ 'x' in missing }}", {}),
+    ("filter_precedence", "{{ -2 | abs }} {{ not true | string }} {{ 'abc'[1:] | upper }} {{ 'a' ~ 'b' | upper }} {{ 1 + [1, 2] | length }}", {}),
+    # Subscripts and slices.
+    ("slices", "{{ l[1:4] }} {{ l[::-1] }} {{ l[-2:] }} {{ l[::2] }} {{ l[5:] }} {{ l[-10:2] }} {{ l[:-1] }} {{ l[3:1:-1] }}", {"l": [1, 2, 3, 4, 5]}),
+    ("str_slices", "{{ 'hello'[1:-1] }} {{ 'héllo'[::-1] }} {{ 'héllo'[1] }} {{ 'abc'[-1] }} {{ 'héllo' | length }}", {}),
+    ("index_attr", "{{ l[-1] }} {{ l.0 }} {{ d['a'] }} {{ d.a }} {{ l[10] }}|{{ d['zz'] }}|{{ d.zz }}", {"l": [1, 2], "d": {"a": "A"}}),
+    ("dict_method_vs_key", "{{ d.items is defined }} {{ d['items'] }} {{ d.get('items') }} {{ d.keys() | list }} {{ d.values() | list }} {{ d.get('zz', 5) }} {{ d.get('zz') }}", {"d": {"items": "key wins for []", "b": 2}}),
+    # Undefined.
+    ("undefined_print", "[{{ missing }}][{{ missing is defined }}][{{ d.missing }}][{{ missing | default('x') }}][{{ none | default('x') }}][{{ '' | default('x', true) }}][{{ missing | d('y') }}]", {"d": {}}),
+    ("undefined_tests", "{{ missing is sequence }} {{ missing is iterable }} {{ missing is string }} {{ missing is mapping }} {{ missing | length }} {{ missing | list }} {{ missing | trim }}|", {}),
+    ("undefined_attr_error", "{{ missing.attr }}", {}),
+    ("undefined_add_error", "{{ missing + 1 }}", {}),
+    ("none_attr_is_undefined", "[{{ n.attr }}][{{ n['k'] is defined }}]", {"n": None}),
+    # Filters.
+    ("filters_str", "{{ '  Hi There  ' | trim }}|{{ 'xxhixx' | trim('x') }}|{{ 'abc' | upper }}|{{ 'ABC' | lower }}|{{ 'hELLO world' | capitalize }}|{{ 'hello wORLD' | title }}|{{ 'aaa' | replace('a', 'b') }}|{{ 'aaa' | replace('a', 'b', 2) }}|{{ 'Straße' | upper }}|{{ 'ÀÉÎ' | lower }}", {}),
+    ("filters_len_join", "{{ 'héllo' | length }} {{ [1, 2, 3] | count }} {{ {'a': 1} | length }} {{ [1, 2, 3] | join }} {{ [1, 'a', none] | join(', ') }} {{ users | join('/', attribute='name') }}", {"users": [{"name": "ann"}, {"name": "bob"}]}),
+    ("filters_first_last", "{{ [1, 2, 3] | first }} {{ [1, 2, 3] | last }} {{ 'abc' | first }} {{ 'abc' | last }} [{{ [] | first }}] {{ {'k': 1, 'j': 2} | first }}", {}),
+    ("filters_list", "{{ 'abc' | list }} {{ {'a': 1, 'b': 2} | list }} {{ (1, 2) | list }}", {}),
+    ("filters_dictsort", "{{ d | dictsort }} {{ d | dictsort(true) }} {{ d | dictsort(by='value') }} {{ d | dictsort(reverse=true) }}", {"d": {"b": 1, "A": 4, "a": 3, "B": 2, "_x": 0, "é": 5, "Z1": 6}}),
+    ("filters_map", "{{ ['a', 'b'] | map('upper') | list }} {{ users | map(attribute='name') | list }} {{ users | map(attribute='age', default=0) | list }} {{ [['a', 'b'], ['c']] | map('join', '-') | list }} {{ users | map(attribute='tags.0') | list }}", {"users": [{"name": "ann", "age": 3, "tags": ["x"]}, {"name": "bob", "tags": ["y", "z"]}]}),
+    ("filters_select", "{{ users | selectattr('admin') | map(attribute='name') | list }} {{ users | rejectattr('admin') | map(attribute='name') | list }} {{ users | selectattr('age', 'equalto', 3) | list | length }} {{ [1, 2, 3, 4] | select('odd') | list }} {{ [1, none, 2] | reject('none') | list }} {{ [0, 1, '', 'a'] | select | list }} {{ [1, 5, 10] | select('gt', 3) | list }}", {"users": [{"name": "ann", "admin": True, "age": 3}, {"name": "bob", "admin": False}]}),
+    ("filters_items", "{% for k, v in d | items %}{{ k }}={{ v }};{% endfor %}{{ missing | items | list }}", {"d": {"z": 1, "a": [2]}}),
+    ("filters_numbers", "{{ '42' | int }} {{ '3.7' | int }} {{ 'x' | int(5) }} {{ 3.9 | int }} {{ ' 7 ' | int }} {{ '0x1A' | int(0, 16) }} {{ '2.5' | float }} {{ 'nan?' | float(1.5) }} {{ -3 | abs }} {{ 2.5 | round }} {{ 3.5 | round }} {{ 3.14159 | round(2) }} {{ 2.7 | round(0, 'floor') }} {{ 2.1 | round(0, 'ceil') }} {{ 7 | round }} {{ true | int }}", {}),
+    ("filters_agg", "{{ [3, 1, 2] | sum }} {{ [1.5, 2] | sum }} {{ users | sum(attribute='n') }} {{ [3, 1, 2] | min }} {{ ['b', 'A', 'c'] | max }} {{ ['b', 'A', 'c'] | min }} {{ [3, 1, 2] | sort }} {{ ['b', 'A', 'a', 'B'] | sort }} {{ ['b', 'A', 'a'] | sort(case_sensitive=true) }} {{ users | sort(attribute='n', reverse=true) | map(attribute='n') | list }} {{ [1, 2, 1, 'A', 'a'] | unique | list }} {{ 'abc' | reverse }} {{ [1, 2, 3] | reverse | list }}", {"users": [{"n": 2}, {"n": 5}, {"n": 1}]}),
+    ("filters_string_attr", "{{ 5 | string }} {{ none | string }} {{ [1] | string }} {{ 'a b  c\\nd' | wordcount }} {{ d | attr('get') is defined }}", {"d": {}}),
+    ("tojson_default", "{{ v | tojson }}", {"v": {"s": "é \"q\" \\ \n\t\u0001 </tag> & 😀", "i": 1, "f": 1.5, "g": 1e-7, "b": True, "n": None, "l": [1, [2, {}]], "e": []}}),
+    ("tojson_options", "{{ v | tojson(indent=2) }}|{{ v | tojson(sort_keys=true) }}|{{ v | tojson(separators=(',', ':')) }}|{{ v | tojson(ensure_ascii=true) }}|{{ v | tojson(indent='\\t', sort_keys=true) }}|{{ [] | tojson(indent=2) }}|{{ v | tojson(indent=0) }}", {"v": {"z": [1, 2], "a": {"é": "😀"}, "m": "\u007f"}}),
+    ("tojson_tuple_and_keys", "{{ (1, 'a') | tojson }} {{ {1: 'x', none: 2, true: 3} | tojson }}", {}),
+    ("tojson_undefined_error", "{{ missing | tojson }}", {}),
+    # Tests.
+    ("tests_types", "{{ 'a' is string }} {{ {} is mapping }} {{ [] is sequence }} {{ {} is sequence }} {{ 'a' is sequence }} {{ 1 is sequence }} {{ 1 is number }} {{ true is number }} {{ 1 is integer }} {{ true is integer }} {{ 1.0 is float }} {{ true is boolean }} {{ none is none }} {{ 1 is iterable }} {{ 'a' is iterable }}", {}),
+    ("tests_values", "{{ 3 is odd }} {{ 4 is even }} {{ 9 is divisibleby 3 }} {{ 9 is divisibleby(4) }} {{ 3 is eq 3 }} {{ 3 is equalto(3) }} {{ 2 is in [1, 2] }} {{ 'ab' is lower }} {{ 'AB' is upper }} {{ x is not none }} {{ x is not defined }} {{ 5 is gt 3 }} {{ 'x' is ne 'y' }} {{ none is sameas none }}", {"x": 0}),
+    ("tests_callable", "{{ range is callable }} {{ 'a'.upper is callable }} {{ 1 is callable }}", {}),
+    # String methods.
+    ("str_methods_split", "{{ 'a,b,,c'.split(',') }} {{ 'a,b,c'.split(',', 1) }} {{ 'a,b,c'.rsplit(',', 1) }} {{ '  a  b \\n c '.split() }} {{ 'a b c'.split(none, 1) }} {{ ''.split(',') }} {{ ''.split() }}", {}),
+    ("str_methods_misc", "{{ 'abc'.startswith('ab') }} {{ 'abc'.endswith(('x', 'c')) }} {{ 'xxhixx'.strip('x') }} {{ '  hi  '.lstrip() }}| {{ '  hi  '.rstrip() }}|{{ 'a-b'.replace('-', '+') }} {{ 'héllo'.find('l') }} {{ 'hello'.find('z') }} {{ 'banana'.count('an') }} {{ '-'.join(['a', 'b']) }} {{ 'prefix_x'.removeprefix('prefix_') }} {{ 'hello world'.title() }} {{ '123'.isdigit() }} {{ 'a\\nb\\r\\nc'.splitlines() }} {{ 'Abc'.upper() }} {{ 'Abc'.lower() }} {{ 'abc'.capitalize() }} {{ 'abc'.index('c') }}", {}),
+    ("str_method_unknown_error", "{{ 'abc'.nosuchmethod() }}", {}),
+    ("list_methods", "{{ [1, 2, 2].count(2) }} {{ ['a', 'b'].index('b') }}", {}),
+    ("list_append_error", "{{ l.append(1) }}", {"l": []}),
+    # Namespace, set and scoping.
+    ("namespace", "{% set ns = namespace(count=0, items='') %}{% for i in range(3) %}{% set ns.count = ns.count + i %}{% set ns.items = ns.items ~ i %}{% endfor %}{{ ns.count }} {{ ns.items }} {{ ns.missing }}|{{ ns }}", {}),
+    ("namespace_from_dict", "{% set ns = namespace({'a': 1}, b=2) %}{{ ns.a }}{{ ns.b }}", {}),
+    ("set_scoping", "{% set x = 1 %}{% for i in [1, 2] %}{{ x }}{% set x = x + 10 %}{{ x }},{% endfor %}{{ x }}|{% if true %}{% set y = 5 %}{% endif %}{{ y }}", {}),
+    ("set_tuple_and_block", "{% set a, b = 1, 2 %}{{ a }}{{ b }}|{% set blk %}  inner {{ a }}  {% endset %}[{{ blk }}]|{% set up | upper | trim %}  shout {% endset %}[{{ up }}]", {}),
+    ("set_attr_non_namespace_error", "{% set d = {} %}{% set d.x = 1 %}", {}),
+    # Loops.
+    ("loop_vars", "{% for x in 'abc' %}{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}{{ loop.revindex0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}[{{ loop.previtem }}|{{ loop.nextitem }}]{{ loop.cycle('o', 'e') }};{% endfor %}", {}),
+    ("loop_else_filter", "{% for x in [] %}no{% else %}empty{% endfor %}|{% for x in [1, 2, 3, 4] if x is even %}{{ x }}{{ loop.length }}{{ loop.last }},{% else %}none{% endfor %}|{% for x in [1] if x > 5 %}{% else %}filtered-out{% endfor %}", {}),
+    ("loop_break_continue", "{% for i in range(10) %}{% if i == 2 %}{% continue %}{% endif %}{% if i == 5 %}{% break %}{% endif %}{{ i }}{% endfor %}", {}),
+    ("loop_unpack_dict", "{% for k, v in d.items() %}{{ k }}:{{ v }},{% endfor %}{% for k in d %}{{ k }}{% endfor %}{% for a, b in [[1, 2], 'xy'] %}{{ a }}{{ b }}{% endfor %}", {"d": {"z": 1, "a": 2}}),
+    ("loop_nested_outer", "{% for a in [1, 2] %}{% for b in 'xy' %}{{ a }}{{ b }}{{ loop.index }}{% endfor %}{{ loop.index }};{% endfor %}", {}),
+    ("loop_over_none_error", "{% for x in none %}{% endfor %}", {}),
+    ("loop_over_undefined", "[{% for x in missing %}{{ x }}{% endfor %}]", {}),
+    ("loop_unpack_error", "{% for a, b in [[1, 2, 3]] %}{% endfor %}", {}),
+    ("generator_semantics", "{% if [] | select('odd') %}truthy{% endif %}|{% set g = [1, 2] | map('string') %}{% for x in g %}{{ x }}{% endfor %}{% for x in g %}again{% endfor %}", {}),
+    # Macros.
+    ("macro_defaults", "{% macro greet(name, greeting='Hello', punct='!') %}{{ greeting }}, {{ name }}{{ punct }}{% endmacro %}{{ greet('Ann') }} {{ greet('Bob', punct='?') }} {{ greet(greeting='Hi', name='Cy') }} [{{ greet() }}]", {}),
+    ("macro_recursion", "{% macro show(v) %}{% if v is mapping %}{{ '{' }}{% for k, x in v | dictsort %}{{ k }}={{ show(x) }}{% if not loop.last %},{% endif %}{% endfor %}{{ '}' }}{% elif v is sequence and v is not string %}[{% for x in v %}{{ show(x) }}{{ ',' if not loop.last }}{% endfor %}]{% else %}{{ v }}{% endif %}{% endmacro %}{{ show(data) }}", {"data": {"b": [1, {"c": None}], "a": "s"}}),
+    ("macro_forward_reference", "{% macro a() %}A{{ b() }}{% endmacro %}{% macro b() %}B{% endmacro %}{{ a() }}{{ a() | lower }}", {}),
+    ("macro_sees_globals_and_trim", "{% macro m() %}  {{ top }}  {% endmacro %}[{{ m() }}][{{ m() | trim }}]", {"top": "T"}),
+    ("macro_too_many_args_error", "{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", {}),
+    ("macro_unknown_kwarg_error", "{% macro m(a) %}{% endmacro %}{{ m(b=1) }}", {}),
+    # Globals.
+    ("globals", "{{ range(3) | list }} {{ range(1, 10, 3) | list }} {{ range(5, 0, -2) | list }} {{ dict(a=1, b='x') }} {{ dict({'k': 1}) }}", {}),
+    ("raise_exception_error", "{{ raise_exception('boom') }}", {}),
+    ("generation_tag", "a{% generation %}b{{ 'c' }}{% endgeneration %}d", {}),
+    ("literals", "{{ [1, 2,] }} {{ {'a': 1, 'b': {'c': [none]}} }} {{ () }} {{ (1, 2) }} {{ 1_000 }} {{ 1.5e3 }} {{ 0 }}", {}),
+    ("string_compare_unicode", "{{ 'é' > 'z' }} {{ ['é', 'z', 'E', 'e'] | sort }}", {}),
+]
 
 
 def user(text):
@@ -295,7 +395,12 @@ def main():
     ap = argparse.ArgumentParser()
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "tests", "data", "chat", "conversations.jsonl"))
+    ap.add_argument("--cases-out", default=os.path.join(here, "..", "tests", "data", "chat", "jinja_cases.jsonl"))
     args = ap.parse_args()
+    with open(args.cases_out, "w", encoding="utf-8") as f:
+        for name, template, variables in ENGINE_CASES:
+            f.write(json.dumps({"name": name, "template": template, "vars": variables}, ensure_ascii=False) + "\n")
+    print(f"wrote {len(ENGINE_CASES)} engine cases to {args.cases_out}")
     suite = build()
     names = [c["name"] for c in suite]
     assert len(names) == len(set(names)), "duplicate names"

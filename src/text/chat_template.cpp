@@ -91,6 +91,8 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& conversation, jin
   if (!conversation.is_object()) throw Error("chat conversation must be a JSON object with \"messages\"");
   if (!conversation.contains("messages") || !conversation["messages"].is_array())
     throw Error("chat conversation needs a \"messages\" array");
+  if (conversation["messages"].empty())  // as HF's apply_chat_template
+    throw Error("cannot apply a chat template to an empty conversation: provide at least one message");
   // HF passes messages, tools, documents and add_generation_prompt, then the special tokens and the
   // caller's keyword arguments.
   nlohmann::ordered_json vars = {{"tools", nullptr},

@@ -20,10 +20,15 @@ int64_t int_of(const Value& v) { return v.is_bool() ? int64_t{v.as_bool()} : v.a
   throw RuntimeError("unsupported operand type(s) for {}: '{}' and '{}'", op, a.type_name(), b.type_name());
 }
 
-int64_t checked(bool overflow, int64_t r) {
-  if (overflow) throw RuntimeError("integer overflow (Python integers are unbounded; this engine uses 64 bits)");
+template <typename Op>
+int64_t checked(Op op, int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (op(a, b, &r)) throw RuntimeError("integer overflow (Python integers are unbounded; this engine uses 64 bits)");
   return r;
 }
+bool add_ovf(int64_t a, int64_t b, int64_t* r) { return __builtin_add_overflow(a, b, r); }
+bool sub_ovf(int64_t a, int64_t b, int64_t* r) { return __builtin_sub_overflow(a, b, r); }
+bool mul_ovf(int64_t a, int64_t b, int64_t* r) { return __builtin_mul_overflow(a, b, r); }
 
 Value repeat(const Value& seq, int64_t n) {
   if (seq.is_string()) {
@@ -49,9 +54,8 @@ Value py_binary(std::string_view op, const Value& a, const Value& b) {
   if (op == "~") return Value(py_str(a) + py_str(b));
   bool nums = a.is_number() && b.is_number();
   bool ints = is_intlike(a) && is_intlike(b);
-  int64_t r = 0;
   if (op == "+") {
-    if (ints) return Value(checked(__builtin_add_overflow(int_of(a), int_of(b), &r), r));
+    if (ints) return Value(checked(add_ovf, int_of(a), int_of(b)));
     if (nums) return Value(a.to_double() + b.to_double());
     if (a.is_string() && b.is_string()) return Value(a.str() + b.str());
     if (a.is_seq() && b.is_seq() && a.seq().kind == b.seq().kind && !a.is_generator()) {
@@ -62,12 +66,12 @@ Value py_binary(std::string_view op, const Value& a, const Value& b) {
     unsupported(op, a, b);
   }
   if (op == "-") {
-    if (ints) return Value(checked(__builtin_sub_overflow(int_of(a), int_of(b), &r), r));
+    if (ints) return Value(checked(sub_ovf, int_of(a), int_of(b)));
     if (nums) return Value(a.to_double() - b.to_double());
     unsupported(op, a, b);
   }
   if (op == "*") {
-    if (ints) return Value(checked(__builtin_mul_overflow(int_of(a), int_of(b), &r), r));
+    if (ints) return Value(checked(mul_ovf, int_of(a), int_of(b)));
     if (nums) return Value(a.to_double() * b.to_double());
     auto seqlike = [](const Value& v) { return v.is_string() || (v.is_seq() && !v.is_generator()); };
     if (seqlike(a) && is_intlike(b)) return repeat(a, int_of(b));
@@ -102,7 +106,7 @@ Value py_binary(std::string_view op, const Value& a, const Value& b) {
       int64_t base = int_of(a), e = int_of(b), acc = 1;
       if (base == 0 || base == 1) return Value(e == 0 ? int64_t{1} : base);
       if (base == -1) return Value(e % 2 ? int64_t{-1} : int64_t{1});
-      for (int64_t i = 0; i < e; ++i) acc = checked(__builtin_mul_overflow(acc, base, &r), r);  // overflows by e=64
+      for (int64_t i = 0; i < e; ++i) acc = checked(mul_ovf, acc, base);  // overflows by e=64
       return Value(acc);
     }
     if (nums) return Value(std::pow(a.to_double(), b.to_double()));

@@ -26,6 +26,16 @@ class Parser {
   int loop_depth_ = 0;
   // Innermost block tags still open, for "expected 'endif'" messages.
   std::vector<std::string> open_;
+  int depth_ = 0;
+
+  // Bounds the recursion of nested expressions and blocks, so hostile input is an error, not a stack overflow.
+  struct DepthGuard {
+    Parser& p;
+    DepthGuard(Parser& parser, int line) : p(parser) {
+      if (++p.depth_ > 400) p.fail(line, "template nested too deeply (limit 400)");
+    }
+    ~DepthGuard() { --p.depth_; }
+  };
 
   [[noreturn]] void fail(int line, const std::string& msg) const { throw Error("{}:{}: {}", name_, line, msg); }
 
@@ -72,7 +82,8 @@ class Parser {
       const Token& tk = cur();
       if (tk.type == Tok::Eof) {
         if (ends.size() != 0)
-          fail(tk.line, fmt::format("unexpected end of template, expected '{}'", *ends.begin()));
+          fail(tk.line, fmt::format("unexpected end of template, expected '{}'",
+                                    open_.empty() ? *ends.begin() : open_.back().c_str()));
         return body;
       }
       if (tk.type == Tok::Data) {
@@ -111,6 +122,7 @@ class Parser {
   StmtPtr parse_statement() {
     const Token& nm = cur();
     int line = nm.line;
+    DepthGuard guard(*this, line);
     std::string tag = nm.text;
     if (tag == "if") return parse_if();
     if (tag == "for") return parse_for();
@@ -388,6 +400,7 @@ class Parser {
   }
 
   ExprPtr parse_not() {
+    DepthGuard guard(*this, cur().line);
     if (is_name("not")) {
       int line = advance().line;
       auto e = make(ExprKind::Not, line);
@@ -465,6 +478,7 @@ class Parser {
   ExprPtr parse_unary(bool with_filter) {
     ExprPtr node;
     int line = cur().line;
+    DepthGuard guard(*this, line);
     if (is_op("-") || is_op("+")) {
       bool neg = advance().text == "-";
       node = make(neg ? ExprKind::Neg : ExprKind::Pos, line);
