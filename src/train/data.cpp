@@ -94,18 +94,18 @@ std::vector<std::vector<int64_t>> bucket_by_length(const std::vector<int64_t>& o
 
 namespace {
 
-const char* json_type(const nlohmann::json& j) {
+const char* json_type(const nlohmann::ordered_json& j) {
   switch (j.type()) {
-    case nlohmann::json::value_t::null: return "null";
-    case nlohmann::json::value_t::object: return "an object";
-    case nlohmann::json::value_t::array: return "a list";
-    case nlohmann::json::value_t::string: return "a string";
-    case nlohmann::json::value_t::boolean: return "a boolean";
+    case nlohmann::ordered_json::value_t::null: return "null";
+    case nlohmann::ordered_json::value_t::object: return "an object";
+    case nlohmann::ordered_json::value_t::array: return "a list";
+    case nlohmann::ordered_json::value_t::string: return "a string";
+    case nlohmann::ordered_json::value_t::boolean: return "a boolean";
     default: return "a number";
   }
 }
 
-const std::string& string_field(const nlohmann::json& r, const char* key, const std::string& format) {
+const std::string& string_field(const nlohmann::ordered_json& r, const char* key, const std::string& format) {
   auto it = r.find(key);
   if (it == r.end()) throw Error("missing field '{}' ({} record)", key, format);
   if (!it->is_string()) throw Error("field '{}' must be a string, got {}", key, json_type(*it));
@@ -132,7 +132,7 @@ Example from_src_tgt(const std::vector<int32_t>& src, const std::vector<int32_t>
 
 }  // namespace
 
-Example encode_record(const nlohmann::json& r, const RecipeConfig::Dataset& dc, const Tokenizer& tok,
+Example encode_record(const nlohmann::ordered_json& r, const RecipeConfig::Dataset& dc, const Tokenizer& tok,
                       const ChatTemplate* tmpl) {
   if (!r.is_object()) throw Error("expected a JSON object, got {}", json_type(r));
   auto has = [&](const char* k) { return r.contains(k); };
@@ -176,7 +176,7 @@ Example encode_record(const nlohmann::json& r, const RecipeConfig::Dataset& dc, 
   }
   if (dc.chat_mode) {
     if (format == "gsm8k") src.pop_back();  // the template separates the turns
-    nlohmann::json chat = nlohmann::json::array(
+    nlohmann::ordered_json chat = nlohmann::ordered_json::array(
         {{{"role", "user"}, {"content", src}}, {{"role", "assistant"}, {"content", tgt}}});
     return encode_chat(chat, tok, tmpl);
   }
@@ -237,18 +237,19 @@ std::vector<Example> read_examples(const std::string& jsonl_path, const RecipeCo
       report(stats, fmt::format("{}: invalid UTF-8 at column {}", where, bad + 1));
       continue;
     }
-    nlohmann::json record;
+    nlohmann::ordered_json record;  // key order kept, as HF's templates see Python dicts
     try {
-      record = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
+      record = nlohmann::ordered_json::parse(line);
+    } catch (const nlohmann::ordered_json::exception& e) {
       report(stats, fmt::format("{}: invalid JSON: {}", where, json_problem(e.what())));
       continue;
     }
     Example ex;
     try {
       ex = data::encode_record(record, dc, tok, tmpl);
-    } catch (const UsageError&) {
-      throw;  // a configuration problem (e.g. chat records without a chat template), not a bad line
+    } catch (const UsageError& e) {
+      // A configuration problem (e.g. chat records without a chat template), not a bad line: stop here.
+      throw UsageError("{}: {}", where, e.what());
     } catch (const Error& e) {
       report(stats, fmt::format("{}: {}", where, e.what()));
       continue;

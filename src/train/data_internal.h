@@ -102,9 +102,9 @@ std::vector<std::vector<int64_t>> bucket_by_length(const std::vector<int64_t>& o
 // {"chat"|"messages": [...]}: the chat template with assistant masks; GSM8K {"question","answer"}: as
 // src = question + "\n", tgt = answer (verbatim, "#### N" line included). With dc.chat_mode, src/tgt and
 // GSM8K records are rendered as the chat [user: src, assistant: tgt] instead.
-Example encode_record(const nlohmann::json& record, const RecipeConfig::Dataset& dc, const Tokenizer& tok,
+Example encode_record(const nlohmann::ordered_json& record, const RecipeConfig::Dataset& dc, const Tokenizer& tok,
                       const ChatTemplate* tmpl);
 // Chat messages (already checked to be a non-empty array of objects) -> Example (data_chat.cpp).
-Example encode_chat(const nlohmann::json& messages, const Tokenizer& tok, const ChatTemplate* tmpl);
+Example encode_chat(const nlohmann::ordered_json& messages, const Tokenizer& tok, const ChatTemplate* tmpl);
 
 }  // namespace gemma4::data

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "test_util.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
 #include "train/data.h"
 #include "train/data_internal.h"
@@ -32,6 +33,12 @@ std::string tiny_tokenizer_json() {
     ++id;
   }
   for (char c : kChars) vocab[std::string(1, c)] = id++;
+  for (const char* s : {"<|turn>", "<turn|>"}) {  // chat turn delimiters, as Gemma 4's
+    vocab[s] = id;
+    added.push_back({{"id", id}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                     {"normalized", false}, {"special", true}});
+    ++id;
+  }
   nlohmann::json j = {{"version", "1.0"},
                       {"truncation", nullptr},
                       {"padding", nullptr},
@@ -65,6 +72,14 @@ std::vector<int64_t> cat(std::vector<int64_t> a, const std::vector<int64_t>& b) 
   return a;
 }
 constexpr int64_t BOS = 2, EOS = 1;
+const int64_t TURN = 4 + static_cast<int64_t>(kChars.size()), END_TURN = TURN + 1;
+
+// A Gemma-4-like chat template: <|turn>ROLE\nCONTENT<turn|>\n per message, the assistant role named "model".
+const char* kTemplate =
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ raise_exception('system messages are not supported') }}{% endif %}"
+    "<|turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n{{ m['content'] }}<turn|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|turn>model\n{% endif %}";
 
 class DataTest : public ::testing::Test {
  protected:
@@ -432,4 +447,91 @@ TEST_F(DataTest, ValidationHeldOutFraction) {
   };
   auto v1 = held_out(3);
   EXPECT_EQ(held_out(3), v1);  // deterministic
+}
+
+namespace {
+
+// ids and mask of one turn: header (not learned), then content + <turn|> + "\n" (learned for the model).
+void turn(std::vector<int64_t>& ids, std::vector<uint8_t>& mask, const std::string& role, const std::string& content) {
+  std::vector<int64_t> head = cat({TURN}, chars(role + "\n"));
+  std::vector<int64_t> body = cat(cat(chars(content), {END_TURN}), chars("\n"));
+  uint8_t learn = role == "model";
+  ids.insert(ids.end(), head.begin(), head.end());
+  mask.insert(mask.end(), head.size(), 0);
+  ids.insert(ids.end(), body.begin(), body.end());
+  mask.insert(mask.end(), body.size(), learn);
+}
+
+}  // namespace
+
+TEST_F(DataTest, ChatRecordsUseAssistantMasks) {
+  ChatTemplate tmpl = ChatTemplate::from_string(kTemplate);
+  std::string p = write("chat.jsonl",
+                        R"({"chat": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, )"
+                        R"({"role": "user", "content": "2 and 2?"}, {"role": "assistant", "content": "4."}]})"
+                        "\n"
+                        R"({"id": 3, "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})"
+                        "\n"
+                        R"({"chat": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x"}]})"
+                        "\n");
+  stats = DataStats{};
+  auto ex = read_examples(p, cfg.dataset, *tok, &tmpl, stats);
+  ASSERT_EQ(ex.size(), 2u);
+  std::vector<int64_t> ids{BOS};
+  std::vector<uint8_t> mask{0};
+  turn(ids, mask, "user", "hi");
+  turn(ids, mask, "model", "yo");
+  turn(ids, mask, "user", "2 and 2?");
+  turn(ids, mask, "model", "4.");
+  EXPECT_EQ(ex[0].ids, ids);
+  EXPECT_EQ(ex[0].target, mask);
+  EXPECT_EQ(ex[0].num_targets(), 2 * 2 + 2 * 2);  // "yo" + <turn|> + "\n", "4." + <turn|> + "\n"
+  ids = {BOS}, mask = {0};
+  turn(ids, mask, "user", "a");
+  turn(ids, mask, "model", "b");
+  EXPECT_EQ(ex[1].ids, ids);
+  EXPECT_EQ(ex[1].target, mask);
+  EXPECT_EQ(ex[1].origin, p + ":2");
+  // A conversation the template refuses is a malformed line with the template's message.
+  EXPECT_EQ(stats.malformed, 1);
+  ASSERT_EQ(stats.messages.size(), 1u);
+  EXPECT_EQ(stats.messages[0].rfind(p + ":3: chat: ", 0), 0u) << stats.messages[0];
+  EXPECT_NE(stats.messages[0].find("system messages are not supported"), std::string::npos) << stats.messages[0];
+
+  // Chat records without a template: a configuration error naming the record, not a bad line.
+  std::string e = error_of([&] { read(p); });
+  EXPECT_EQ(e.rfind(p + ":1: chat records need a chat template", 0), 0u) << e;
+}
+
+TEST_F(DataTest, ChatModeRendersSrcTgtAndGsm8kAsConversations) {
+  ChatTemplate tmpl = ChatTemplate::from_string(kTemplate);
+  std::string p = write("train.jsonl", R"({"src": "hi", "tgt": "yo"})" "\n"
+                                       R"({"question": "1 and 1?", "answer": "2\n#### 2"})" "\n");
+  cfg.dataset.chat_mode = true;
+  stats = DataStats{};
+  auto ex = read_examples(p, cfg.dataset, *tok, &tmpl, stats);
+  ASSERT_EQ(ex.size(), 2u);
+  std::vector<int64_t> ids{BOS};
+  std::vector<uint8_t> mask{0};
+  turn(ids, mask, "user", "hi");
+  turn(ids, mask, "model", "yo");
+  EXPECT_EQ(ex[0].ids, ids);
+  EXPECT_EQ(ex[0].target, mask);
+  ids = {BOS}, mask = {0};
+  turn(ids, mask, "user", "1 and 1?");  // no trailing newline in chat mode: the template separates turns
+  turn(ids, mask, "model", "2\n#### 2");
+  EXPECT_EQ(ex[1].ids, ids);
+  EXPECT_EQ(ex[1].target, mask);
+  // The whole pipeline with the template: epoch 0's batches hold exactly these targets.
+  SftData d = load_sft_data(cfg, *tok, &tmpl);
+  EXPECT_EQ(d.train_stats.num_examples, 2);
+  int64_t targets = 0, seqs = 0;
+  while (seqs < 2) {
+    Batch b = d.train->next();
+    targets += b.num_target_elements();
+    seqs += static_cast<int64_t>(b.examples.size());
+  }
+  EXPECT_EQ(d.train->epoch(), 0);
+  EXPECT_EQ(seqs, 2);
+  EXPECT_EQ(targets, ex[0].num_targets() + ex[1].num_targets());
 }
