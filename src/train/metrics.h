@@ -6,7 +6,7 @@
 // last publication): nll_loss (summed nll / number of target tokens, natural log), grad_norm (mean of the
 // steps' pre-clipping norms), lr (of the last step), num_examples, num_elements, num_target_elements,
 // padding, total_num_* (since the start of training), batch_size (examples per step), elements_per_batch,
-// padding_ratio = padding / (num_elements + padding), elements_per_second, data_epoch, and the timing
+// padding_ratio = padding / (num_elements + padding), elements_per_second, data_epoch (1-based), and the timing
 // fields data_time, compute_time, wall_time (this process), total_time (all runs of this output dir).
 #pragma once
 #include <cstdint>

@@ -184,7 +184,7 @@ int run_sft(const RecipeConfig& cfg, const std::string& output_dir, const SftHoo
   for (const auto& m : data.valid_stats.messages) std::fprintf(log, "sft: %s\n", m.c_str());
 
   // Resume.
-  int64_t step = 0, data_epoch = 0;
+  int64_t step = 0, data_epoch = 1;  // data_epoch is 1-based, as fairseq2 reports it
   double base_total_time = 0;
   MetricBag bag;
   if (auto last = ckpt.last_step()) {
@@ -265,7 +265,7 @@ int run_sft(const RecipeConfig& cfg, const std::string& output_dir, const SftHoo
       end_of_data = true;
       break;
     }
-    data_epoch = data.train->epoch();
+    data_epoch = data.train->epoch() + 1;
 
     // Forward/backward over the micro-batches, one sequence at a time.
     auto t_compute = Clock::now();
