@@ -317,6 +317,10 @@ uint64_t fnv1a(uint64_t h, const void* p, size_t n) {
   return h;
 }
 
+// The training stream. epoch() is the (0-based) epoch of the batch most recently returned by next() (0
+// before the first call); the first next() after an epoch's last batch starts the next epoch. state() is
+// {"epoch", "position" (batches of that epoch already returned), "num_batches", "num_examples",
+// "fingerprint" (of the examples, bucketing settings and seed; restore() refuses a state of other data)}.
 class SftBatchStream final : public BatchStream {
  public:
   SftBatchStream(std::vector<Example> examples, const RecipeConfig::Dataset& dc, uint64_t seed)
@@ -374,9 +378,11 @@ class SftBatchStream final : public BatchStream {
     }
     int64_t epoch = get_int("epoch");
     auto position = static_cast<size_t>(get_int("position"));
-    build(epoch);
-    if (position > batches_.size())
-      throw Error("batch stream state: position {} is past the {} batches of epoch {}", position, batches_.size(), epoch);
+    auto batches = epoch_batches(lengths_, bucket_sizes_, example_window_, batch_window_, seed_, epoch);
+    if (position > batches.size())
+      throw Error("batch stream state: position {} is past the {} batches of epoch {}", position, batches.size(), epoch);
+    epoch_ = epoch;
+    batches_ = std::move(batches);
     pos_ = position;
   }
 

@@ -389,6 +389,10 @@ TEST_F(DataTest, BatchStreamEpochsAndResume) {
   bad["position"] = 100000;
   e = error_of([&] { other.train->restore(bad); });
   EXPECT_NE(e.find("batch stream state: position 100000 is past"), std::string::npos) << e;
+  nlohmann::json before = other.train->state();
+  bad["epoch"] = 3;
+  EXPECT_THROW(other.train->restore(bad), Error);
+  EXPECT_EQ(other.train->state(), before);  // a refused state changes nothing
   bad.erase("epoch");
   EXPECT_EQ(error_of([&] { other.train->restore(bad); }), "batch stream state: missing or invalid 'epoch'");
 }
