@@ -294,21 +294,28 @@ void HfTokenizer::load(std::string_view text) {
 }
 
 void HfTokenizer::encode_piece(std::string_view text, bool at_origin, std::vector<int32_t>& out) const {
-  std::string normalized(text);
+  thread_local std::string normalized;  // per-thread scratch: no allocation per piece in steady state
+  thread_local std::vector<TextSplit> splits;
+  thread_local std::vector<PreToken> pieces;
+  normalized.assign(text);
   if (normalizer_) normalizer_->normalize(normalized);
-  std::vector<TextSplit> splits;
+  splits.clear();
   if (normalized_matcher_.empty()) splits.push_back({0, normalized.size(), -1});
   else normalized_matcher_.find(normalized, added_by_id_, splits);
-  std::vector<PreToken> pieces;
   for (const TextSplit& s : splits) {
     if (s.end == s.begin) continue;
     if (s.id >= 0) {
       out.push_back(s.id);
       continue;
     }
-    pieces.clear();
-    pieces.push_back({normalized.substr(s.begin, s.end - s.begin), at_origin && s.begin == 0});
-    if (pre_tokenizer_) pre_tokenizer_->pre_tokenize(pieces);
+    if (!pre_tokenizer_) {
+      bpe_.tokenize(std::string_view(normalized).substr(s.begin, s.end - s.begin), out);
+      continue;
+    }
+    pieces.resize(1);
+    pieces[0].text.assign(normalized, s.begin, s.end - s.begin);
+    pieces[0].at_origin = at_origin && s.begin == 0;
+    pre_tokenizer_->pre_tokenize(pieces);
     for (const PreToken& p : pieces) bpe_.tokenize(p.text, out);
   }
 }
@@ -322,7 +329,7 @@ std::vector<int32_t> HfTokenizer::encode(std::string_view text) const {
     if (!text.empty()) encode_piece(text, true, out);
     return out;
   }
-  std::vector<TextSplit> splits;
+  thread_local std::vector<TextSplit> splits;
   raw_matcher_.find(text, added_by_id_, splits);
   for (const TextSplit& s : splits) {
     if (s.end == s.begin) continue;
