@@ -5,7 +5,9 @@
 //   (c) decode tok/s of a random ~1B-parameter Gemma 4 config in bf16 against the roofline
 //       read bandwidth / bytes read per token;
 //   (d) prefill tok/s and its FLOP/s against the matmul peak.
-// Usage: bench_cpu [--quick] [--no-model] [--prefill T] [--decode N] [--reps R] [--vocab V]
+// Usage: bench_cpu [--quick] [--no-model] [--prefill T] [--decode N] [--reps R] [--vocab V] [--fast-ops]
+//   --fast-ops: the model's attention, RMSNorm and gelu_tanh_mul run cpu::attention_avx2, rmsnorm_avx2 and
+//   gelu_tanh_mul_avx2 (linear.h) instead of the CPU backend's own (for as long as the backend does not)
 #include <immintrin.h>
 #include <omp.h>
 
@@ -36,6 +38,7 @@ struct Opts {
   bool quick = false, model = true;
   int prefill_tokens = 512, decode_tokens = 16, reps = 5;
   int64_t vocab = 262144;
+  bool fast_ops = false;  // route attention/rmsnorm/gelu to the AVX2 kernels (until the backend uses them)
 };
 
 double median(std::vector<double> v) {
@@ -316,7 +319,7 @@ class ProfOps : public Ops {
     for (int i = 0; i < kNumKinds; ++i) t[i] = 0, calls[i] = 0;
   }
 
-  explicit ProfOps(std::unique_ptr<Ops> inner) : in_(std::move(inner)) {}
+  explicit ProfOps(std::unique_ptr<Ops> inner, bool fast) : in_(std::move(inner)), fast_(fast) {}
   Device device() const override { return in_->device(); }
   void linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* b = nullptr) override {
     Scope s(this, kLinear);
@@ -324,6 +327,13 @@ class ProfOps : public Ops {
   }
   void rmsnorm(const Tensor& x, const Tensor* w, float eps, Tensor& y) override {
     Scope s(this, kNorm);
+    if (fast_ && x.dtype == DType::F32) {
+      const bool has_w = w && w->defined();
+      const int64_t D = has_w ? w->numel() : x.dim(-1);
+      cpu::rmsnorm_avx2(x.ptr<float>(), has_w ? w->data : nullptr, has_w ? w->dtype : DType::F32, x.numel() / D, D,
+                        eps, y.ptr<float>());
+      return;
+    }
     in_->rmsnorm(x, w, eps, y);
   }
   void layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) override {
@@ -341,10 +351,20 @@ class ProfOps : public Ops {
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, int n_q_heads, int n_kv_heads, int head_dim,
                  float scale, const AttnMask& mask, Tensor& o) override {
     Scope s(this, kAttention);
+    if (fast_ && cpu::attention_avx2(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(),
+                                          q.numel() / (int64_t(n_q_heads) * head_dim),
+                                          k.numel() / (int64_t(n_kv_heads) * head_dim), n_q_heads, n_kv_heads,
+                                          head_dim, scale, mask.q_pos, mask.k_pos, mask.window, mask.q_block,
+                                          mask.k_block, o.ptr<float>()))
+      return;
     in_->attention(q, k, v, n_q_heads, n_kv_heads, head_dim, scale, mask, o);
   }
   void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
     Scope s(this, kElementwise);
+    if (fast_) {
+      cpu::gelu_tanh_mul_avx2(gate.ptr<float>(), up.ptr<float>(), out.ptr<float>(), gate.numel());
+      return;
+    }
     in_->gelu_tanh_mul(gate, up, out);
   }
   void add(const Tensor& a, const Tensor& b, Tensor& out) override {
@@ -405,6 +425,7 @@ class ProfOps : public Ops {
     }
   };
   std::unique_ptr<Ops> in_;
+  bool fast_ = false;
 };
 
 std::string profile_line(const ProfOps& p, double total) {
@@ -494,7 +515,7 @@ void measure_model(const Opts& o, const Machine& mc) {
   Timer tinit;
   Weights w = random_weights(cfg, DType::BF16, 42);
   const double init_s = tinit.seconds();
-  auto prof_owner = std::make_unique<ProfOps>(make_cpu_ops());
+  auto prof_owner = std::make_unique<ProfOps>(make_cpu_ops(), o.fast_ops);
   ProfOps* prof = prof_owner.get();
   Model model(cfg, std::move(w), std::move(prof_owner));
   const Weights& mw = model.weights();
@@ -504,6 +525,7 @@ void measure_model(const Opts& o, const Machine& mc) {
       "K=V), 8 q heads, 1 kv head, head_dim 256/512, window 512, vocab {} (tied)\n"
       "      parameters {:.3f} B ({:.3f} B embedding, {:.3f} B in the layers); random init {:.1f} s\n",
       cfg.text.vocab_size, params / 1e9, embed / 1e9, (params - embed) / 1e9, init_s);
+  if (o.fast_ops) fmt::print("      (--fast-ops: attention, rmsnorm, gelu_tanh_mul from linear.h's AVX2 kernels)\n");
 
   std::mt19937 rng(7);
   std::uniform_int_distribution<int64_t> tok(3, cfg.text.vocab_size - 1);
@@ -573,11 +595,8 @@ void measure_model(const Opts& o, const Machine& mc) {
              "{:.1f} GFLOP/s\n",
              100 * gf / mc.fma_peak, mc.fma_peak, 100 * gfb / mc.fma_peak, 100 * gf / mc.gemm_best, mc.gemm_best);
   fmt::print("    time in ops:{}\n", profile_line(*prof, ptotal));
-  const double lin_flops = flops - 0;  // printed below per op kind
-  (void)lin_flops;
-  fmt::print("    linear alone: {:.1f} GFLOP/s ({:.0f}% of the FMA peak)\n",
-             (2.0 * (double(params - embed)) * T) / (prof->t[ProfOps::kLinear] / preps) / 1e9,
-             100 * (2.0 * (double(params - embed)) * T) / (prof->t[ProfOps::kLinear] / preps) / 1e9 / mc.fma_peak);
+  const double lin_gf = 2.0 * double(params - embed) * T / (prof->t[ProfOps::kLinear] / preps) / 1e9;
+  fmt::print("    the linear layers alone: {:.1f} GFLOP/s ({:.0f}% of the FMA peak)\n", lin_gf, 100 * lin_gf / mc.fma_peak);
 }
 
 }  // namespace
@@ -606,10 +625,12 @@ int main(int argc, char** argv) {
       o.decode_tokens = next();
     } else if (a == "--reps") {
       o.reps = std::max(1, next());
+    } else if (a == "--fast-ops") {
+      o.fast_ops = true;
     } else if (a == "--vocab") {
       o.vocab = std::max(16, next());
     } else {
-      fmt::print(stderr, "usage: bench_cpu [--quick] [--no-model] [--prefill T] [--decode N] [--reps R] [--vocab V]\n");
+      fmt::print(stderr, "usage: bench_cpu [--quick] [--no-model] [--prefill T] [--decode N] [--reps R] [--vocab V] [--fast-ops]\n");
       return 2;
     }
   }

@@ -204,7 +204,10 @@ bool attention_avx2(const float* q, const float* k, const float* v, int64_t T, i
   }
   const int chunks_per_kv = (group + chunk - 1) / chunk;
   const int64_t n_tasks = pairs * chunks_per_kv;
-#pragma omp parallel if (n_tasks > 1)
+  // Small problems (decode at short contexts) run on the calling thread: a parallel region costs more
+  // than the work, and much more when the machine is busy.
+  const double work = double(T) * double(S) * n_q_heads * head_dim;
+#pragma omp parallel if (n_tasks > 1 && work > 262144.0)
   {
     float* sc = tls_scores.get(size_t(8) * (S > 0 ? S : 1));
 #pragma omp for schedule(dynamic, 1)

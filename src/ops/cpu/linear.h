@@ -44,6 +44,15 @@ bool attention_avx2(const float* q, const float* k, const float* v, int64_t T, i
                     int n_kv_heads, int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
                     const int32_t* q_block, const int32_t* k_block, float* o);
 
+// ---- Row-wise ops (elementwise_avx2.cpp); AVX2/FMA: call only when linear_has_avx2() ----
+
+// out[i] = gelu_tanh(gate[i]) * up[i] (up may be null: out = gelu_tanh(gate)); out may alias gate or up.
+// Computed as x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3) (= 0.5 x (1 + tanh u)), rel. error ~3e-7.
+void gelu_tanh_mul_avx2(const float* gate, const float* up, float* out, int64_t n);
+// y[r] = x[r] * (mean(x[r]^2) + eps)^-0.5 * w over rows of width D; w F32/BF16/F16 of D values, or null
+// (no weight); y may alias x.
+void rmsnorm_avx2(const float* x, const void* w, DType wdt, int64_t rows, int64_t D, float eps, float* y);
+
 namespace detail {
 // Implemented in linear_avx2.cpp (compiled with -mavx2 -mfma -mf16c); call only when linear_has_avx2().
 // wdt must be F32, BF16 or F16; M, N, K >= 1.
