@@ -13,6 +13,7 @@ size_t dtype_size(DType t) {
     case DType::I32: return 4;
     case DType::U8: return 1;
     case DType::BOOL: return 1;
+    case DType::F64: return 8;
   }
   return 0;
 }
@@ -26,6 +27,7 @@ const char* dtype_name(DType t) {
     case DType::I32: return "I32";
     case DType::U8: return "U8";
     case DType::BOOL: return "BOOL";
+    case DType::F64: return "F64";
   }
   return "?";
 }
@@ -38,6 +40,7 @@ std::optional<DType> dtype_from_name(std::string_view s) {
   if (s == "I32") return DType::I32;
   if (s == "U8") return DType::U8;
   if (s == "BOOL") return DType::BOOL;
+  if (s == "F64") return DType::F64;
   return std::nullopt;
 }
 

@@ -7,10 +7,10 @@
 
 namespace gemma4 {
 
-enum class DType : uint8_t { F32, BF16, F16, I64, I32, U8, BOOL };
+enum class DType : uint8_t { F32, BF16, F16, I64, I32, U8, BOOL, F64 };
 
 size_t dtype_size(DType t);
-// Safetensors spelling: "F32", "BF16", "F16", "I64", "I32", "U8", "BOOL".
+// Safetensors spelling: "F32", "BF16", "F16", "I64", "I32", "U8", "BOOL", "F64".
 const char* dtype_name(DType t);
 std::optional<DType> dtype_from_name(std::string_view s);
 

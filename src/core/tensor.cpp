@@ -75,6 +75,7 @@ std::vector<float> Tensor::f32_vector() const {
     case DType::F32: std::memcpy(out.data(), data, n * 4); break;
     case DType::BF16: for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(ptr<uint16_t>()[i]); break;
     case DType::F16: for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(ptr<uint16_t>()[i]); break;
+    case DType::F64: for (int64_t i = 0; i < n; ++i) out[i] = float(ptr<double>()[i]); break;
     case DType::I64: for (int64_t i = 0; i < n; ++i) out[i] = float(ptr<int64_t>()[i]); break;
     case DType::I32: for (int64_t i = 0; i < n; ++i) out[i] = float(ptr<int32_t>()[i]); break;
     case DType::U8:

@@ -75,7 +75,7 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const j
   info.name = name;
   std::string dt = e["dtype"].get<std::string>();
   auto parsed = dtype_from_name(dt);
-  if (!parsed) throw fail(fmt::format("unsupported dtype '{}' (supported: F32 BF16 F16 I64 I32 U8 BOOL)", dt));
+  if (!parsed) throw fail(fmt::format("unsupported dtype '{}' (supported: F32 F64 BF16 F16 I64 I32 U8 BOOL)", dt));
   info.dtype = *parsed;
 
   // numel * dtype size, with overflow checks: a lying shape must not wrap around to a small number.

@@ -74,6 +74,8 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
   Tensor x = Tensor::empty(DType::F32, {T, H});
   ops.embedding(w_.embed_tokens, lookup_ids, rounded_scale(std::sqrt(double(H)), w_.embed_tokens.dtype), x);
 
+  G4_CHECK(!tape || (image_rows.empty() && audio_rows.empty()),
+           "training with image or audio soft tokens is not supported (text only)");
   if (tape) {
     tape->positions = positions;
     tape->lookup_ids = lookup_ids;

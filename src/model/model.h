@@ -45,6 +45,10 @@ class Model {
                  bool all_logits = true, Tape* tape = nullptr);
   const std::vector<LayerSpec>& layer_specs() const { return layers_; }
   KVCache new_cache() const { return KVCache(cfg_.text); }
+  // Backward of a taped forward over `ids` (model/backward.cpp). logits: the forward's output (after the
+  // softcap); dlogits: d loss / d logits. Parameter gradients are ADDED into grads (F32, shaped like the
+  // weights; tied lm_head aliases embed_tokens). Weights must be F32.
+  void backward(const Tape& tape, const Tensor& logits, const Tensor& dlogits, Weights& grads);
 
  private:
   ModelConfig cfg_;

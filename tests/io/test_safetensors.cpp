@@ -223,8 +223,8 @@ TEST_F(SafetensorsBad, EntriesOfTheWrongShape) {
 }
 
 TEST_F(SafetensorsBad, UnknownDtype) {
-  expect_open_error(raw_safetensors("{" + entry("w", "F64", "[1]", 0, 8) + "}", std::string(8, 'z')),
-                    {"tensor 'w'", "'F64'"});
+  expect_open_error(raw_safetensors("{" + entry("w", "C64", "[1]", 0, 8) + "}", std::string(8, 'z')),
+                    {"tensor 'w'", "'C64'"});
   expect_open_error(raw_safetensors("{" + entry("w", "f32", "[1]", 0, 4) + "}", std::string(4, 'z')),
                     {"tensor 'w'", "'f32'"});
 }
