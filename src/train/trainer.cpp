@@ -87,30 +87,44 @@ std::optional<ChatTemplate> load_template(const RecipeConfig& cfg, const std::st
   }
 }
 
-// Tokenizer files next to the exported model, so that it can be used directly (generate, chat).
-void copy_tokenizer_files(const std::string& tok_path, const fs::path& dst) {
-  fs::path src = fs::is_directory(tok_path) ? fs::path(tok_path) : fs::path(tok_path).parent_path();
+// Tokenizer and chat-template files next to the exported model, so that it can be used directly (generate,
+// chat): tokenizer.json from tokenizer.path; tokenizer_config.json / chat_template.jinja / special_tokens_map.json
+// from the tokenizer's directory, else the model directory; an explicit tokenizer.chat_template file wins.
+void copy_tokenizer_files(const RecipeConfig& cfg, const std::string& tok_path, const fs::path& dst) {
   std::error_code ec;
-  if (!fs::is_directory(tok_path)) {
-    fs::copy_file(tok_path, dst / "tokenizer.json", fs::copy_options::overwrite_existing, ec);
-    G4_CHECK(!ec, "{}: cannot copy to {}: {}", tok_path, dst.string(), ec.message());
-  }
-  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"}) {
-    if (name == std::string("tokenizer.json") && !fs::is_directory(tok_path)) continue;
-    if (!fs::exists(src / name)) continue;
-    fs::copy_file(src / name, dst / name, fs::copy_options::overwrite_existing, ec);
-    G4_CHECK(!ec, "{}: cannot copy to {}: {}", (src / name).string(), dst.string(), ec.message());
+  auto copy = [&](const fs::path& from, const fs::path& to) {
+    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+    G4_CHECK(!ec, "{}: cannot copy to {}: {}", from.string(), to.string(), ec.message());
+  };
+  bool tok_is_dir = fs::is_directory(tok_path);
+  copy(tok_is_dir ? fs::path(tok_path) / "tokenizer.json" : fs::path(tok_path), dst / "tokenizer.json");
+  std::vector<fs::path> dirs{tok_is_dir ? fs::path(tok_path) : fs::path(tok_path).parent_path()};
+  if (!cfg.model.path.empty()) dirs.push_back(cfg.model.path);
+  for (const char* name : {"tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"})
+    for (const auto& d : dirs)
+      if (!d.empty() && fs::is_regular_file(d / name)) {
+        copy(d / name, dst / name);
+        break;
+      }
+  const std::string& t = cfg.tokenizer.chat_template;
+  if (!t.empty() && fs::is_regular_file(t)) {
+    if (fs::path(t).extension() == ".jinja") copy(t, dst / "chat_template.jinja");
+    else if (fs::path(t).filename() == "tokenizer_config.json") copy(t, dst / "tokenizer_config.json");
+  } else if (!t.empty() && fs::is_directory(t)) {
+    for (const char* name : {"chat_template.jinja", "tokenizer_config.json"})
+      if (fs::is_regular_file(fs::path(t) / name)) copy(fs::path(t) / name, dst / name);
   }
 }
 
-void export_hf(const fs::path& out_dir, const Model& model, Layout layout, const std::string& tok_path) {
+void export_hf(const RecipeConfig& cfg, const fs::path& out_dir, const Model& model, Layout layout,
+               const std::string& tok_path) {
   fs::path final_dir = out_dir / "hf", tmp = out_dir / ".tmp_hf";
   std::error_code ec;
   fs::remove_all(tmp, ec);
   ModelConfig mc = model.config();
   mc.torch_dtype = "float32";  // the exported weights are the F32 master copy
   save_checkpoint(tmp.string(), mc, model.weights(), layout);
-  copy_tokenizer_files(tok_path, tmp);
+  copy_tokenizer_files(cfg, tok_path, tmp);
   fs::path old = out_dir / ".old_hf";
   fs::remove_all(old, ec);
   if (fs::exists(final_dir)) {
@@ -325,7 +339,7 @@ int run_sft(const RecipeConfig& cfg, const std::string& output_dir, const SftHoo
                  double(run_elements) / std::max(train_secs, 1e-9));
 
   if (rg.export_hf && step > 0) {
-    export_hf(out, model, lm.layout, tok_path);
+    export_hf(cfg, out, model, lm.layout, tok_path);
     std::fprintf(log, "sft: exported the model to %s\n", (out / "hf").string().c_str());
   }
   return 0;

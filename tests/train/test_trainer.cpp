@@ -24,6 +24,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
+const std::string kTemplate = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}";
 const std::string kChars = "abcdefghijklmnopqrstuvwxyz0123456789 ?.,#\n";
 
 std::string tokenizer_json() {
@@ -89,6 +90,7 @@ struct Fixture {
     ModelConfig mc = tiny_model_config();
     save_checkpoint(model_dir, mc, random_weights(mc, DType::F32, 11), Layout::CausalLM);
     test::write_file(model_dir + "/tokenizer.json", tokenizer_json());
+    test::write_file(model_dir + "/chat_template.jinja", kTemplate);
     fs::create_directories(data_dir);
     test::write_file(data_dir + "/train.jsonl", records(48, 0));
     test::write_file(data_dir + "/valid.jsonl", records(8, 1000));
@@ -162,7 +164,8 @@ TEST(Trainer, TinySftLossDecreasesAndWritesTheLayout) {
 
   // The HF export loads and holds the step-24 master weights; it predicts better than the initial model.
   auto exported = Model::load(out + "/hf");
-  EXPECT_TRUE(fs::exists(out + "/hf/tokenizer.json"));
+  EXPECT_EQ(test::read_file(out + "/hf/tokenizer.json"), tokenizer_json());
+  EXPECT_EQ(test::read_file(out + "/hf/chat_template.jinja"), kTemplate);  // usable by `gemma4 chat`
   auto ckpt = SafetensorsFile::open(ck.step_dir(24) + "/model.safetensors");
   auto hf = TensorStore::open(out + "/hf");
   ASSERT_EQ(ckpt->tensors().size(), hf.size());
