@@ -10,15 +10,16 @@ constexpr int kMaxCallDepth = 200;  // Python's recursion limit would stop a run
 // jinja2's LoopContext (non-recursive loops).
 class LoopContext : public Object {
  public:
-  LoopContext(const std::vector<Value>& items) : items_(items) {}
+  explicit LoopContext(std::shared_ptr<const std::vector<Value>> items) : items_(std::move(items)) {}
   size_t index0 = 0;
 
   std::string type_name() const override { return "LoopContext"; }
   std::string repr() const override {
-    return fmt::format("<LoopContext {}/{}>", index0 + 1, items_.size());
+    return fmt::format("<LoopContext {}/{}>", index0 + 1, items_->size());
   }
   bool get(std::string_view name, Value& out) const override {
-    int64_t n = static_cast<int64_t>(items_.size()), i = static_cast<int64_t>(index0);
+    const std::vector<Value>& items = *items_;
+    int64_t n = static_cast<int64_t>(items.size()), i = static_cast<int64_t>(index0);
     if (name == "index") out = Value(i + 1);
     else if (name == "index0") out = Value(i);
     else if (name == "revindex") out = Value(n - i);
@@ -29,9 +30,9 @@ class LoopContext : public Object {
     else if (name == "depth") out = Value(int64_t{1});
     else if (name == "depth0") out = Value(int64_t{0});
     else if (name == "previtem")
-      out = i > 0 ? items_[i - 1] : Value(Undefined{"there is no previous item"});
+      out = i > 0 ? items[i - 1] : Value(Undefined{"there is no previous item"});
     else if (name == "nextitem")
-      out = i + 1 < n ? items_[i + 1] : Value(Undefined{"there is no next item"});
+      out = i + 1 < n ? items[i + 1] : Value(Undefined{"there is no next item"});
     else if (name == "cycle") {
       size_t k = index0;
       out = Value(std::make_shared<Callable>(Callable{"loop.cycle", [k](CallArgs& a) {
@@ -45,7 +46,7 @@ class LoopContext : public Object {
   }
 
  private:
-  const std::vector<Value>& items_;
+  std::shared_ptr<const std::vector<Value>> items_;  // shared: the loop object may outlive the loop
 };
 
 }  // namespace
@@ -109,6 +110,14 @@ void Renderer::assign(const Target& t, const Value& v, Frame& f, int line) {
 }
 
 Renderer::Flow Renderer::exec(const Stmt& s, Frame& f, std::string& out) {
+  try {
+    return exec_impl(s, f, out);
+  } catch (const RuntimeError& e) {  // raised outside an expression (assignment, loop setup): name the line
+    fail(s.line, e.what());
+  }
+}
+
+Renderer::Flow Renderer::exec_impl(const Stmt& s, Frame& f, std::string& out) {
   switch (s.kind) {
     case StmtKind::Data: out += s.text; return Flow::Normal;
     case StmtKind::Print: {
@@ -157,7 +166,8 @@ Renderer::Flow Renderer::exec_for(const Stmt& s, Frame& f, std::string& out) {
   } catch (const RuntimeError& e) {
     fail(s.line, e.what());
   }
-  std::vector<Value> items;
+  auto items_ptr = std::make_shared<std::vector<Value>>();
+  std::vector<Value>& items = *items_ptr;
   if (s.filter) {
     for (const Value& v : all) {
       Frame probe{{}, &f};
@@ -172,7 +182,7 @@ Renderer::Flow Renderer::exec_for(const Stmt& s, Frame& f, std::string& out) {
     exec_body(s.else_body, inner, out);
     return Flow::Normal;
   }
-  auto loop = std::make_shared<LoopContext>(items);
+  auto loop = std::make_shared<LoopContext>(items_ptr);
   Value loop_value{ObjPtr(loop)};
   bool at_root = &out == root_out_;
   for (size_t i = 0; i < items.size(); ++i) {

@@ -23,6 +23,7 @@ class Namespace : public Object {
     return true;
   }
   bool is_namespace() const override { return true; }
+  int depth() const override { return 1 + attrs_->depth; }
   Dict& attrs() { return *attrs_; }
 
  private:

@@ -60,6 +60,7 @@ class Dumper {
   }
 
   void dump(std::string& out, const Value& v, int level) {
+    NestingLevel guard;
     if (v.is_none()) out += "null";
     else if (v.is_bool()) out += v.as_bool() ? "true" : "false";
     else if (v.is_int()) out += std::to_string(v.as_int());

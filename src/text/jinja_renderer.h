@@ -37,6 +37,7 @@ class Renderer {
   // Statements (jinja_exec.cpp).
   Flow exec_body(const Body& body, Frame& f, std::string& out);
   Flow exec(const Stmt& s, Frame& f, std::string& out);
+  Flow exec_impl(const Stmt& s, Frame& f, std::string& out);
   Flow exec_for(const Stmt& s, Frame& f, std::string& out);
   void assign(const Target& t, const Value& v, Frame& f, int line);
   Value make_macro(const Stmt& s);

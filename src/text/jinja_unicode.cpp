@@ -212,7 +212,8 @@ std::string py_capitalize(std::string_view s) {
   std::string r;
   for (size_t k = 0; k < u.size(); ++k) {
     if (k == 0) {
-      append_upper(r, u[0] == 0xDF ? 0xDF : u[0]);
+      if (u[0] == 0xDF) r += "Ss";  // the first character is title-cased: U+00DF -> "Ss"
+      else append_upper(r, u[0]);
     } else {
       append_lower(r, u, k);
     }
@@ -228,6 +229,8 @@ std::string py_title(std::string_view s) {
     char32_t c = u[k];
     if (prev_cased) {
       append_lower(r, u, k);
+    } else if (c == 0xDF) {
+      r += "Ss";  // title case of U+00DF
     } else {
       append_upper(r, c);
     }

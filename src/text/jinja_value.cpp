@@ -9,6 +9,13 @@
 
 namespace gemma4::jinja {
 
+namespace {
+// Python stops runaway recursion with RecursionError; nested values here are bounded the same way, so
+// hostile input is an error rather than a stack overflow.
+constexpr int kMaxNesting = 500;
+thread_local int g_nesting = 0;
+}  // namespace
+
 const Value* Dict::find(const Value& key) const {
   for (const auto& kv : items)
     if (py_equal(kv.first, key)) return &kv.second;
@@ -21,7 +28,21 @@ const Value* Dict::find_str(std::string_view key) const {
   return nullptr;
 }
 
+int nesting_depth(const Value& v) {
+  if (v.is_seq()) return v.seq().depth;
+  if (v.is_dict()) return v.dict_ref().depth;
+  if (v.is_object()) return v.object().depth();
+  return 0;
+}
+
+static void check_depth(int depth) {
+  if (depth > kMaxNesting) throw RuntimeError("value nested too deeply (limit {})", kMaxNesting);
+}
+
 void Dict::set(Value key, Value value) {
+  int d = 1 + std::max(nesting_depth(key), nesting_depth(value));
+  check_depth(d);
+  depth = std::max(depth, d);
   for (auto& kv : items)
     if (py_equal(kv.first, key)) {
       kv.second = std::move(value);
@@ -35,13 +56,25 @@ bool Object::set(std::string_view, const Value&) { return false; }
 Value Value::list(std::vector<Value> items, Sequence::Kind kind) {
   auto s = std::make_shared<Sequence>();
   s->kind = kind;
+  for (const Value& v : items) s->depth = std::max(s->depth, 1 + nesting_depth(v));
+  check_depth(s->depth);
   s->items = std::move(items);
   return Value(std::move(s));
 }
 
 Value Value::dict() { return Value(std::make_shared<Dict>()); }
 
+
+NestingLevel::NestingLevel() {
+  if (++g_nesting > kMaxNesting) {
+    --g_nesting;
+    throw RuntimeError("value nested too deeply (limit {})", kMaxNesting);
+  }
+}
+NestingLevel::~NestingLevel() { --g_nesting; }
+
 Value Value::from_json(const nlohmann::ordered_json& j) {
+  NestingLevel guard;
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null: return Value(None{});
     case nlohmann::ordered_json::value_t::boolean: return Value(j.get<bool>());
@@ -62,7 +95,11 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::object: {
       auto d = std::make_shared<Dict>();
       d->items.reserve(j.size());
-      for (const auto& [k, e] : j.items()) d->items.emplace_back(Value(k), from_json(e));
+      for (const auto& [k, e] : j.items()) {
+        Value v = from_json(e);
+        d->depth = std::max(d->depth, 1 + nesting_depth(v));
+        d->items.emplace_back(Value(k), std::move(v));
+      }
       return Value(std::move(d));
     }
     default: throw Error("unsupported JSON value (binary or discarded)");
@@ -190,6 +227,7 @@ std::string py_repr_string(std::string_view s) {
 }
 
 static std::string seq_repr(const Sequence& s) {
+  NestingLevel guard;
   if (s.kind == Sequence::Kind::Generator) return "<generator object>";
   std::string r = s.kind == Sequence::Kind::Tuple ? "(" : "[";
   for (size_t i = 0; i < s.items.size(); ++i) {
@@ -201,6 +239,7 @@ static std::string seq_repr(const Sequence& s) {
 }
 
 static std::string dict_repr(const Dict& d) {
+  NestingLevel guard;
   std::string r = "{";
   for (size_t i = 0; i < d.items.size(); ++i) {
     if (i) r += ", ";
@@ -246,6 +285,7 @@ bool py_equal(const Value& a, const Value& b) {
   if (a.is_undefined() || a.is_none()) return true;
   if (a.is_string()) return a.str() == b.str();
   if (a.is_seq()) {
+    NestingLevel guard;
     const Sequence &x = a.seq(), &y = b.seq();
     if (&x == &y) return true;
     if (x.kind != y.kind || x.kind == Sequence::Kind::Generator || x.items.size() != y.items.size()) return false;
@@ -254,6 +294,7 @@ bool py_equal(const Value& a, const Value& b) {
     return true;
   }
   if (a.is_dict()) {
+    NestingLevel guard;
     const Dict &x = a.dict_ref(), &y = b.dict_ref();
     if (x.items.size() != y.items.size()) return false;
     for (const auto& [k, v] : x.items) {
@@ -282,6 +323,7 @@ int py_compare(const Value& a, const Value& b) {
     return c < 0 ? -1 : c > 0;
   }
   if (a.is_seq() && b.is_seq() && a.seq().kind == b.seq().kind && a.seq().kind != Sequence::Kind::Generator) {
+    NestingLevel guard;
     const auto &x = a.seq().items, &y = b.seq().items;
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
       if (py_equal(x[i], y[i])) continue;

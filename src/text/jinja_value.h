@@ -34,11 +34,13 @@ struct Sequence {
   enum class Kind { List, Tuple, Generator } kind = Kind::List;
   std::vector<Value> items;
   bool consumed = false;  // generators are empty after their first iteration, as in Python
+  int depth = 1;          // nesting depth of containers (bounded, see nesting_depth)
 };
 
 // A Python dict: insertion-ordered, keys compared with Python equality.
 struct Dict {
   std::vector<std::pair<Value, Value>> items;
+  int depth = 1;
   const Value* find(const Value& key) const;
   const Value* find_str(std::string_view key) const;
   void set(Value key, Value value);
@@ -53,6 +55,7 @@ class Object {
   virtual bool get(std::string_view name, Value& out) const = 0;  // false if no such attribute
   virtual bool set(std::string_view name, const Value& v);         // false if read-only
   virtual bool is_namespace() const { return false; }
+  virtual int depth() const { return 1; }
 };
 
 struct CallArgs;
@@ -143,7 +146,7 @@ class ArgBinder {
   std::vector<bool> set_;
 };
 
-// Python semantics.
+// Python semantics. Recursive operations stop at 500 levels of nesting with a RuntimeError.
 std::string py_str(const Value& v);   // str(v); Undefined -> ""
 std::string py_repr(const Value& v);  // repr(v)
 std::string py_repr_string(std::string_view s);
@@ -153,5 +156,13 @@ int py_compare(const Value& a, const Value& b);  // <0, 0, >0; RuntimeError for 
 // Iterates like Python iter(): str -> chars, dict -> keys, Undefined -> nothing; marks generators consumed.
 std::vector<Value> py_iterate(const Value& v);
 int64_t py_len(const Value& v);  // RuntimeError if unsized
+// Containers nest at most 500 deep (RuntimeError when building deeper ones), so printing, comparing and
+// freeing them cannot overflow the stack.
+int nesting_depth(const Value& v);
+// Guards one level of recursion into a nested value (RuntimeError beyond the limit).
+struct NestingLevel {
+  NestingLevel();
+  ~NestingLevel();
+};
 
 }  // namespace gemma4::jinja

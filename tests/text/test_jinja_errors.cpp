@@ -73,6 +73,16 @@ TEST(JinjaErrors, HostileInputIsAnErrorNotACrash) {
   EXPECT_EQ(error_of(deep_if), "chat_template.jinja:1: template nested too deeply (limit 400)");
   EXPECT_EQ(error_of("{{ range(200000) | length }}"),
             "chat_template.jinja:1: Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+  EXPECT_EQ(error_of("{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}"),
+            "chat_template.jinja:1: value nested too deeply (limit 500)");
+  EXPECT_EQ(error_of("{% set h = namespace(n=none) %}{% for i in range(100000) %}{% set h.n = namespace(y=h.n) %}{% endfor %}"),
+            "chat_template.jinja:1: value nested too deeply (limit 500)");
+  EXPECT_EQ(error_of("{% set ns = namespace(x=1) %}{% set ns.x = ns %}{{ ns }}"),
+            "chat_template.jinja:1: value nested too deeply (limit 500)");
+  // The loop object outlives its loop safely.
+  EXPECT_EQ(error_of("{% set ns = namespace() %}{% for i in 'ab' %}{% set ns.l = loop %}{% endfor %}{{ ns.l.index }}{{ ns.l.length }}{{ x }}",
+                     {{"x", nlohmann::ordered_json::array({nlohmann::ordered_json::array()})}}),
+            "(no error)");
   EXPECT_EQ(error_of(std::string("{{ 'a\xff' }}")), "chat_template.jinja: template is not valid UTF-8");
   EXPECT_EQ(error_of("x", nlohmann::ordered_json::array()), "chat_template.jinja: template variables must be a JSON object");
 }
