@@ -159,7 +159,7 @@ class CpuOps final : public Ops {
     const float* vp = v.ptr<float>();
     float* op = o.ptr<float>();
     int64_t qstride = int64_t(n_q_heads) * head_dim, kstride = int64_t(n_kv_heads) * head_dim;
-#pragma omp parallel
+#pragma omp parallel if (T * S * n_q_heads * int64_t(head_dim) > 32768)
     {
       std::vector<float> scores(S);
       std::vector<float> acc(head_dim);
@@ -309,6 +309,9 @@ class CpuOps final : public Ops {
     rope(dx, n_heads, head_dim, pos, neg);
   }
 
+  // Two passes so that the result does not depend on thread scheduling (exact resume reproducibility):
+  // pass 1 owns a query row (t, h): its softmax statistics, D = sum_s p dp, and dq; pass 2 owns a key
+  // row (s, kv head): it recomputes p and dp for every query that sees it and sums dk, dv in a fixed order.
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, int n_q_heads, int n_kv_heads,
                           int head_dim, float scale, const AttnMask& mask, const Tensor& dout, Tensor& dq, Tensor& dk,
                           Tensor& dv) override {
@@ -317,23 +320,18 @@ class CpuOps final : public Ops {
     const int group = n_q_heads / n_kv_heads;
     const int64_t qs = int64_t(n_q_heads) * head_dim, ks = int64_t(n_kv_heads) * head_dim;
     const float *qp = q.ptr<float>(), *kp = k.ptr<float>(), *vp = v.ptr<float>(), *gp = dout.ptr<float>();
-    float* dqp = dq.ptr<float>();
-    int nthreads = 1;
-#ifdef _OPENMP
-    nthreads = omp_get_max_threads();
-#endif
-    std::vector<std::vector<float>> dk_part(nthreads, std::vector<float>(size_t(S * ks), 0.f));
-    std::vector<std::vector<float>> dv_part(nthreads, std::vector<float>(size_t(S * ks), 0.f));
-#pragma omp parallel
+    float *dqp = dq.ptr<float>(), *dkp = dk.ptr<float>(), *dvp = dv.ptr<float>();
+    auto dot = [head_dim](const float* a, const float* b) {
+      float d = 0.f;
+      for (int i = 0; i < head_dim; ++i) d += a[i] * b[i];
+      return d;
+    };
+    std::vector<float> lse(size_t(T * n_q_heads), -INFINITY), dsum(size_t(T * n_q_heads), 0.f);
+    const bool big = T * S * n_q_heads * int64_t(head_dim) > 32768;
+#pragma omp parallel if (big)
     {
-      int tid = 0;
-#ifdef _OPENMP
-      tid = omp_get_thread_num();
-#endif
       std::vector<float> p(S), dp(S);
-      float* dkt = dk_part[tid].data();
-      float* dvt = dv_part[tid].data();
-#pragma omp for collapse(2) schedule(dynamic, 1)
+#pragma omp for collapse(2) schedule(static)
       for (int64_t t = 0; t < T; ++t) {
         for (int h = 0; h < n_q_heads; ++h) {
           const int kh = h / group;
@@ -343,50 +341,52 @@ class CpuOps final : public Ops {
           std::fill(dqv, dqv + head_dim, 0.f);
           float mx = -INFINITY;
           for (int64_t s = 0; s < S; ++s) {
-            if (!mask.visible(t, s)) {
-              p[s] = -INFINITY;
-              continue;
-            }
-            const float* kv = kp + s * ks + int64_t(kh) * head_dim;
-            float d = 0;
-            for (int i = 0; i < head_dim; ++i) d += qv[i] * kv[i];
-            p[s] = d * scale;
+            p[s] = mask.visible(t, s) ? dot(qv, kp + s * ks + int64_t(kh) * head_dim) * scale : -INFINITY;
             mx = std::max(mx, p[s]);
           }
           if (mx == -INFINITY) continue;
           float sum = 0;
           for (int64_t s = 0; s < S; ++s) sum += (p[s] = p[s] == -INFINITY ? 0.f : std::exp(p[s] - mx));
-          float pdp = 0;
+          float D = 0;
           for (int64_t s = 0; s < S; ++s) {
             p[s] /= sum;
-            if (p[s] == 0.f) {
-              dp[s] = 0;
-              continue;
-            }
-            const float* vv = vp + s * ks + int64_t(kh) * head_dim;
-            float d = 0;
-            for (int i = 0; i < head_dim; ++i) d += go[i] * vv[i];
-            dp[s] = d;
-            pdp += p[s] * d;
-            float* dvs = dvt + s * ks + int64_t(kh) * head_dim;
-            for (int i = 0; i < head_dim; ++i) dvs[i] += p[s] * go[i];
+            dp[s] = p[s] == 0.f ? 0.f : dot(go, vp + s * ks + int64_t(kh) * head_dim);
+            D += p[s] * dp[s];
           }
           for (int64_t s = 0; s < S; ++s) {
             if (p[s] == 0.f) continue;
-            float ds = p[s] * (dp[s] - pdp) * scale;
+            float ds = p[s] * (dp[s] - D) * scale;
             const float* kv = kp + s * ks + int64_t(kh) * head_dim;
-            float* dks = dkt + s * ks + int64_t(kh) * head_dim;
-            for (int i = 0; i < head_dim; ++i) {
-              dqv[i] += ds * kv[i];
-              dks[i] += ds * qv[i];
+            for (int i = 0; i < head_dim; ++i) dqv[i] += ds * kv[i];
+          }
+          lse[t * n_q_heads + h] = mx + std::log(sum);
+          dsum[t * n_q_heads + h] = D;
+        }
+      }
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t s = 0; s < S; ++s) {
+        for (int kh = 0; kh < n_kv_heads; ++kh) {
+          const float* kv = kp + s * ks + int64_t(kh) * head_dim;
+          const float* vv = vp + s * ks + int64_t(kh) * head_dim;
+          float* dks = dkp + s * ks + int64_t(kh) * head_dim;
+          float* dvs = dvp + s * ks + int64_t(kh) * head_dim;
+          for (int64_t t = 0; t < T; ++t) {
+            if (!mask.visible(t, s)) continue;
+            for (int h = kh * group; h < (kh + 1) * group; ++h) {
+              const float l = lse[t * n_q_heads + h];
+              if (l == -INFINITY) continue;
+              const float* qv = qp + t * qs + int64_t(h) * head_dim;
+              const float* go = gp + t * qs + int64_t(h) * head_dim;
+              const float pr = std::exp(dot(qv, kv) * scale - l);
+              const float ds = pr * (dot(go, vv) - dsum[t * n_q_heads + h]) * scale;
+              for (int i = 0; i < head_dim; ++i) {
+                dvs[i] += pr * go[i];
+                dks[i] += ds * qv[i];
+              }
             }
           }
         }
       }
-    }
-    for (int th = 0; th < nthreads; ++th) {
-      add_into(dk.ptr<float>(), dk_part[th].data(), S * ks);
-      add_into(dv.ptr<float>(), dv_part[th].data(), S * ks);
     }
   }
 
