@@ -12,8 +12,9 @@ proportional RoPE (25%) on full layers, final logit softcap 30, tied embeddings,
 vision and audio embedders are present at tiny size so that transformers loads the checkpoint without
 missing keys (the arithmetic task never uses them; they stay at their initial values up to weight decay).
 
-Initialisation follows transformers' _init_weights: Linear/Embedding ~ normal(0, initializer_range), RMSNorm
-weights and layer_scalar = 1, LayerNorm weight 1 / bias 0. Deterministic in --seed.
+Initialisation follows transformers' _init_weights (Linear/Embedding ~ normal(0, initializer_range), RMSNorm
+weights and layer_scalar = 1, LayerNorm weight 1 / bias 0) except q_norm/k_norm weights, which start at
+head_dim^-0.25 (see --qk-norm-init). Deterministic in --seed.
 
 Usage: python3 tools/make_demo_model.py OUT_DIR [--seed S] [--hidden 128] [--layers 4] ...
 """
@@ -115,8 +116,8 @@ def tensor_specs(cfg):
             out.append((p + "self_attn.v_proj.weight", [kvh * hd, H], "normal"))
         out += [
             (p + "self_attn.o_proj.weight", [H, nh * hd], "normal"),
-            (p + "self_attn.q_norm.weight", [hd], "ones"),
-            (p + "self_attn.k_norm.weight", [hd], "ones"),
+            (p + "self_attn.q_norm.weight", [hd], "qk_norm"),
+            (p + "self_attn.k_norm.weight", [hd], "qk_norm"),
             (p + "post_attention_layernorm.weight", [H], "ones"),
             (p + "pre_feedforward_layernorm.weight", [H], "ones"),
             (p + "mlp.gate_proj.weight", [I, H], "normal"),
@@ -181,6 +182,8 @@ def main(argv):
     ap.add_argument("--window", type=int, default=32, help="sliding_window of the sliding layers")
     ap.add_argument("--max-positions", type=int, default=1024)
     ap.add_argument("--init-std", type=float, default=0.02)
+    ap.add_argument("--qk-norm-init", choices=["scaled", "ones"], default="scaled",
+                    help="initial q_norm/k_norm weights: head_dim^-0.25 (scaled) or 1 (as transformers)")
     a = ap.parse_args(argv)
     for k in ("vocab_size", "hidden", "layers", "full_every", "heads", "kv_heads", "head_dim", "global_head_dim",
               "intermediate", "window", "max_positions"):
@@ -202,7 +205,11 @@ def main(argv):
         if init == "normal":
             data = array.array("f", (rng.gauss(0.0, a.init_std) for _ in range(n)))
         else:
-            data = array.array("f", [1.0 if init == "ones" else 0.0]) * n
+            # Gemma 4 attends with scale 1.0 after q/k RMSNorm, so attention logits start with std sqrt(head_dim)
+            # when the norm weights are 1 (near one-hot attention, slow to train from scratch). qk_norm weights
+            # start at head_dim^-0.25 instead: logits with std 1, as 1/sqrt(head_dim) scaling would give.
+            v = {"ones": 1.0, "zeros": 0.0, "qk_norm": shape[0] ** -0.25 if a.qk_norm_init == "scaled" else 1.0}[init]
+            data = array.array("f", [v]) * n
         tensors.append((name, shape, data))
         n_params += n
     write_safetensors(os.path.join(a.out_dir, "model.safetensors"), tensors)
