@@ -40,15 +40,23 @@ double sum_squares(const Tensor& t) {
 
 }  // namespace
 
+// layer_scalar is a persistent buffer in HF (and fairseq2), loaded but never trained (spec §2.4): it is
+// not an optimizer parameter here either.
+static bool trainable(const std::string& name) {
+  return name.size() < 12 || name.compare(name.size() - 12, 12, "layer_scalar") != 0;
+}
+
 std::vector<ParamRef> collect_params(const ModelConfig& cfg, Layout layout, Weights& w, Weights& grads) {
   BindOptions text_only{false, false};
   std::vector<ParamRef> out;
   for_each_parameter(cfg, layout, text_only, w, [&](const ExpectedTensor& e, Tensor& t) {
+    if (!trainable(e.name)) return;
     G4_CHECK(t.data != nullptr, "parameter '{}' is not set", e.name);
     out.push_back({e.name, t, Tensor{}});
   });
   size_t i = 0;
   for_each_parameter(cfg, layout, text_only, grads, [&](const ExpectedTensor& e, Tensor& g) {
+    if (!trainable(e.name)) return;
     G4_CHECK(i < out.size() && out[i].name == e.name, "gradient structure differs from the weights at '{}'", e.name);
     G4_CHECK(g.data != nullptr, "gradient of '{}' is not allocated", e.name);
     out[i++].grad = g;

@@ -184,8 +184,10 @@ int run_sft(const RecipeConfig& cfg, const std::string& output_dir, const SftHoo
 
   CheckpointManager ckpt((out / "checkpoints").string());
   ckpt.remove_stale_temps();
+  // Checkpoints hold the whole text model (trained parameters and the frozen layer_scalar buffers).
   std::vector<std::pair<std::string, Tensor>> model_tensors;
-  for (const auto& p : params) model_tensors.emplace_back(p.name, p.param);
+  for_each_parameter(mc, lm.layout, BindOptions{false, false}, model.mutable_weights(),
+                     [&](const ExpectedTensor& e, Tensor& t) { model_tensors.emplace_back(e.name, t); });
 
   std::FILE* log = stderr;
   std::fprintf(log, "sft: model %s (%s trained parameters, layout %s), train: %s examples", 
