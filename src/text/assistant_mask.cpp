@@ -63,8 +63,9 @@ std::vector<std::pair<size_t, size_t>> normalize(std::vector<std::pair<size_t, s
 }  // namespace
 
 AssistantSpans assistant_spans(const ChatTemplate& tmpl, const nlohmann::ordered_json& conversation) {
+  if (!conversation.is_object()) throw Error("chat conversation must be a JSON object with \"messages\"");
+  jinja::check_json_nesting(conversation);
   nlohmann::ordered_json conv = conversation;
-  if (!conv.is_object()) throw Error("chat conversation must be a JSON object with \"messages\"");
   conv["add_generation_prompt"] = false;
   jinja::RenderTrace trace;
   AssistantSpans r;
@@ -129,6 +130,7 @@ MaskedIds chat_with_assistant_mask(const Tokenizer& tok, const ChatTemplate& tmp
 }
 
 MaskedIds chat_with_assistant_mask(const Tokenizer& tok, const ChatTemplate& tmpl, const nlohmann::json& conversation) {
+  jinja::check_json_nesting(conversation);  // before dump(), which recurses
   return chat_with_assistant_mask(tok, tmpl, nlohmann::ordered_json::parse(conversation.dump()));
 }
 

@@ -89,6 +89,7 @@ ChatTemplate ChatTemplate::load(const std::string& path) {
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& conversation, jinja::RenderTrace* trace) const {
   if (!conversation.is_object()) throw Error("chat conversation must be a JSON object with \"messages\"");
+  jinja::check_json_nesting(conversation);
   if (!conversation.contains("messages") || !conversation["messages"].is_array())
     throw Error("chat conversation needs a \"messages\" array");
   if (conversation["messages"].empty())  // as HF's apply_chat_template

@@ -73,6 +73,21 @@ NestingLevel::NestingLevel() {
 }
 NestingLevel::~NestingLevel() { --g_nesting; }
 
+template <typename Json>
+static void check_nesting(const Json& j) {
+  std::vector<std::pair<const Json*, int>> stack{{&j, 0}};
+  while (!stack.empty()) {
+    auto [node, depth] = stack.back();
+    stack.pop_back();
+    if (!node->is_structured()) continue;
+    if (depth >= kMaxNesting) throw Error("JSON input nested too deeply (limit {} levels)", kMaxNesting);
+    for (const auto& child : *node) stack.emplace_back(&child, depth + 1);
+  }
+}
+
+void check_json_nesting(const nlohmann::ordered_json& j) { check_nesting(j); }
+void check_json_nesting(const nlohmann::json& j) { check_nesting(j); }
+
 Value Value::from_json(const nlohmann::ordered_json& j) {
   NestingLevel guard;
   switch (j.type()) {

@@ -159,6 +159,10 @@ int64_t py_len(const Value& v);  // RuntimeError if unsized
 // Containers nest at most 500 deep (RuntimeError when building deeper ones), so printing, comparing and
 // freeing them cannot overflow the stack.
 int nesting_depth(const Value& v);
+// Throws Error if `j` nests deeper than the value limit (checked without recursion, before anything copies
+// the JSON recursively).
+void check_json_nesting(const nlohmann::ordered_json& j);
+void check_json_nesting(const nlohmann::json& j);
 // Guards one level of recursion into a nested value (RuntimeError beyond the limit).
 struct NestingLevel {
   NestingLevel();

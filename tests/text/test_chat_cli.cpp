@@ -90,6 +90,19 @@ TEST(RenderChatCli, Errors) {
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_NE(r.err.find("bad.json: invalid JSON"), std::string::npos) << r.err;
 
+  test::write_file(dir + "/utf8.json", "{\"messages\": [{\"role\": \"user\", \"content\": \"a\xff\"}]}");
+  r = run_gemma4({"render-chat", "--template", tmpl, "--input", dir + "/utf8.json"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_NE(r.err.find("ill-formed UTF-8"), std::string::npos) << r.err;
+
+  const int n = 100000;  // hostile nesting: an error, not a stack overflow
+  test::write_file(dir + "/deep.json", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"d\": " +
+                                           std::string(n, '[') + std::string(n, ']') + "}]}");
+  r = run_gemma4({"render-chat", "--template", tmpl, "--input", dir + "/deep.json"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("nested too deeply"), std::string::npos) << r.err;
+
   test::write_file(dir + "/nomsg.json", R"({"tools": []})");
   r = run_gemma4({"render-chat", "--template", tmpl, "--input", dir + "/nomsg.json"});
   EXPECT_EQ(r.exit_code, 1);
