@@ -191,6 +191,7 @@ ENGINE_CASES = [
     ("macro_too_many_args_error", "{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", {}),
     ("macro_unknown_kwarg_error", "{% macro m(a) %}{% endmacro %}{{ m(b=1) }}", {}),
     # Globals.
+    ("range_object", "{{ range(3) }} {{ range(1, 10, 3) }} {{ range(3) | length }} {{ range(3)[-1] }} {{ 2 in range(3) }} {{ range(2) == range(0, 2) }} {% for i in range(2) %}{{ i }}{% endfor %}", {}),
     ("globals", "{{ range(3) | list }} {{ range(1, 10, 3) | list }} {{ range(5, 0, -2) | list }} {{ dict(a=1, b='x') }} {{ dict({'k': 1}) }}", {}),
     ("raise_exception_error", "{{ raise_exception('boom') }}", {}),
     ("generation_tag", "a{% generation %}b{{ 'c' }}{% endgeneration %}d", {}),

@@ -259,7 +259,8 @@ Value dict_method(const DictPtr& d, std::string_view name) {
 }
 
 Value seq_method(const SeqPtr& s, std::string_view name) {
-  std::string m = (s->kind == Sequence::Kind::Tuple ? "tuple." : "list.") + std::string(name);
+  std::string m = (s->kind == Sequence::Kind::Tuple ? "tuple." : s->kind == Sequence::Kind::Range ? "range." : "list.") +
+                  std::string(name);
   if (name == "index" || name == "count") {
     bool index = name == "index";
     return method(m, [s, m, index](CallArgs& a) {
@@ -346,6 +347,7 @@ Value get_slice(const Value& obj, const Value& start, const Value& stop, const V
   if (obj.is_undefined()) fail_undefined(obj, "while slicing");
   bool seq = obj.is_seq() && !obj.is_generator();
   if (!seq && !obj.is_string()) return undefined(fmt::format("'{}' object is not subscriptable", obj.type_name()));
+  if (seq && obj.seq().kind == Sequence::Kind::Range) throw RuntimeError("unsupported: slicing a range()");
   auto idx = [](const Value& v, bool& ok) -> std::optional<int64_t> {
     if (v.is_undefined() || v.is_none()) return std::nullopt;
     if (v.is_int()) return v.as_int();

@@ -79,7 +79,10 @@ void add_globals(Dict& g) {
             if (items.size() >= 100000) throw RuntimeError("Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
             items.emplace_back(i);
           }
-          return Value::list(std::move(items));
+          Value r = Value::list(std::move(items), Sequence::Kind::Range);
+          r.seq().range_repr = step == 1 ? fmt::format("range({}, {})", start, stop)
+                                         : fmt::format("range({}, {}, {})", start, stop, step);
+          return r;
         }));
   g.set(Value("dict"), fn("dict", [](CallArgs& a) {
           Value d = Value::dict();

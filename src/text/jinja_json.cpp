@@ -66,7 +66,8 @@ class Dumper {
     else if (v.is_int()) out += std::to_string(v.as_int());
     else if (v.is_float()) out += float_json(v.as_float());
     else if (v.is_string()) dump_string(out, v.str(), o_.ensure_ascii);
-    else if (v.is_seq() && !v.is_generator()) dump_list(out, v.seq().items, level);
+    else if (v.is_seq() && (v.seq().kind == Sequence::Kind::List || v.seq().kind == Sequence::Kind::Tuple))
+      dump_list(out, v.seq().items, level);
     else if (v.is_dict()) dump_dict(out, v.dict_ref(), level);
     else throw RuntimeError("Object of type {} is not JSON serializable", v.type_name());
   }

@@ -58,7 +58,8 @@ Value py_binary(std::string_view op, const Value& a, const Value& b) {
     if (ints) return Value(checked(add_ovf, int_of(a), int_of(b)));
     if (nums) return Value(a.to_double() + b.to_double());
     if (a.is_string() && b.is_string()) return Value(a.str() + b.str());
-    if (a.is_seq() && b.is_seq() && a.seq().kind == b.seq().kind && !a.is_generator()) {
+    if (a.is_seq() && b.is_seq() && a.seq().kind == b.seq().kind &&
+        (a.seq().kind == Sequence::Kind::List || a.seq().kind == Sequence::Kind::Tuple)) {
       std::vector<Value> items = a.seq().items;
       items.insert(items.end(), b.seq().items.begin(), b.seq().items.end());
       return Value::list(std::move(items), a.seq().kind);
@@ -73,7 +74,9 @@ Value py_binary(std::string_view op, const Value& a, const Value& b) {
   if (op == "*") {
     if (ints) return Value(checked(mul_ovf, int_of(a), int_of(b)));
     if (nums) return Value(a.to_double() * b.to_double());
-    auto seqlike = [](const Value& v) { return v.is_string() || (v.is_seq() && !v.is_generator()); };
+    auto seqlike = [](const Value& v) {
+      return v.is_string() || (v.is_seq() && (v.seq().kind == Sequence::Kind::List || v.seq().kind == Sequence::Kind::Tuple));
+    };
     if (seqlike(a) && is_intlike(b)) return repeat(a, int_of(b));
     if (is_intlike(a) && seqlike(b)) return repeat(b, int_of(a));
     unsupported(op, a, b);

@@ -155,7 +155,10 @@ std::string Value::type_name() const {
         else if constexpr (std::is_same_v<T, double>) return "float";
         else if constexpr (std::is_same_v<T, std::string>) return "str";
         else if constexpr (std::is_same_v<T, SeqPtr>)
-          return x->kind == Sequence::Kind::List ? "list" : x->kind == Sequence::Kind::Tuple ? "tuple" : "generator";
+          return x->kind == Sequence::Kind::List    ? "list"
+                 : x->kind == Sequence::Kind::Tuple ? "tuple"
+                 : x->kind == Sequence::Kind::Range ? "range"
+                                                    : "generator";
         else if constexpr (std::is_same_v<T, DictPtr>) return "dict";
         else if constexpr (std::is_same_v<T, ObjPtr>) return x->type_name();
         else return "function";
@@ -244,6 +247,7 @@ std::string py_repr_string(std::string_view s) {
 static std::string seq_repr(const Sequence& s) {
   NestingLevel guard;
   if (s.kind == Sequence::Kind::Generator) return "<generator object>";
+  if (s.kind == Sequence::Kind::Range) return s.range_repr;
   std::string r = s.kind == Sequence::Kind::Tuple ? "(" : "[";
   for (size_t i = 0; i < s.items.size(); ++i) {
     if (i) r += ", ";
@@ -337,7 +341,8 @@ int py_compare(const Value& a, const Value& b) {
     int c = a.str().compare(b.str());  // byte order of UTF-8 equals code point order
     return c < 0 ? -1 : c > 0;
   }
-  if (a.is_seq() && b.is_seq() && a.seq().kind == b.seq().kind && a.seq().kind != Sequence::Kind::Generator) {
+  if (a.is_seq() && b.is_seq() && a.seq().kind == b.seq().kind &&
+      (a.seq().kind == Sequence::Kind::List || a.seq().kind == Sequence::Kind::Tuple)) {
     NestingLevel guard;
     const auto &x = a.seq().items, &y = b.seq().items;
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {

@@ -29,9 +29,11 @@ struct Undefined {
 };
 struct None {};
 
-// list, tuple (from literals, dict.items(), dictsort) or a one-shot generator (map, select, ...).
+// list, tuple (from literals, dict.items(), dictsort), a one-shot generator (map, select, ...) or the
+// result of range() (printed as "range(0, 3)").
 struct Sequence {
-  enum class Kind { List, Tuple, Generator } kind = Kind::List;
+  enum class Kind { List, Tuple, Generator, Range } kind = Kind::List;
+  std::string range_repr;
   std::vector<Value> items;
   bool consumed = false;  // generators are empty after their first iteration, as in Python
   int depth = 1;          // nesting depth of containers (bounded, see nesting_depth)
