@@ -31,15 +31,15 @@ int run_generate(const std::vector<std::string>& argv) {
                 "--device"},
          {"--ids-only", "--ignore-eos"},
          "gemma4 generate --model DIR (--prompt-ids 2,17,9 | --prompt TEXT) --max-new-tokens N [--temperature T] "
-         "[--top-k K] [--top-p P] [--seed S] [--ids-only] [--ignore-eos]");
-  std::string device = a.get_or("--device", "cpu");
-  if (device != "cpu") throw UsageError("--device {}: only 'cpu' is available in this build", device);
+         "[--top-k K] [--top-p P] [--seed S] [--ids-only] [--ignore-eos] [--device cpu|cuda]");
+  // Default: cuda when a GPU is present, else cpu (issue 4); asking for cuda without one is an error.
+  const Device device = select_device(a.get_or("--device", "auto"));
   if (a.has("--prompt-ids") == a.has("--prompt")) throw UsageError("give exactly one of --prompt-ids and --prompt");
   std::string dir = a.get("--model");
   long long max_new = a.get_int("--max-new-tokens", 32);
   if (max_new < 0) throw UsageError("--max-new-tokens must be >= 0");
 
-  auto model = Model::load(dir);
+  auto model = Model::load(dir, {}, device);
   std::shared_ptr<Tokenizer> tok;
   std::vector<int64_t> prompt;
   if (a.has("--prompt")) {

@@ -14,11 +14,10 @@ namespace gemma4 {
 
 namespace {
 
-// Keys/values one attention layer reads: the cached positions followed by this call's new ones.
+// Keys/values one attention layer reads: the cached positions followed by this call's new ones
+// ([n, kv_dim] tensors on the backend's device).
 struct KeySet {
-  const float* k = nullptr;
-  const float* v = nullptr;
-  std::vector<float> k_store, v_store;  // owned storage when the set had to be assembled
+  Tensor k, v;
   std::vector<int64_t> pos;
   int64_t size() const { return int64_t(pos.size()); }
 };
@@ -45,6 +44,13 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
                       Tape* tape) {
   const TextConfig& tc = cfg_.text;
   Ops& ops = *ops_;
+  // Weights on the backend's device (the checkpoint views themselves on the CPU). Parts that still run
+  // on the host (image/audio embedders, MoE routing, the PLE gate product) use the host weights and a
+  // CPU ops when the backend is a GPU; activations cross over there only.
+  const Weights& W = device_weights();
+  const bool on_host = ops.device() == Device::CPU;
+  Ops& host_ops = on_host ? ops : *host_ops_;
+  G4_CHECK(!tape || on_host, "forward: training (a tape) runs on the CPU backend only");
   const int64_t T = int64_t(ids.size());
   G4_CHECK(T > 0, "forward: empty input");
   const int64_t H = tc.hidden_size, V = tc.vocab_size;
@@ -71,8 +77,8 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     if (aud) audio_rows.push_back(t);
     if (img || aud) lookup_ids[t] = tc.pad_token_id;
   }
-  Tensor x = Tensor::empty(DType::F32, {T, H});
-  ops.embedding(w_.embed_tokens, lookup_ids, rounded_scale(std::sqrt(double(H)), w_.embed_tokens.dtype), x);
+  Tensor x = ops.alloc(DType::F32, {T, H});
+  ops.embedding(W.embed_tokens, lookup_ids, rounded_scale(std::sqrt(double(H)), W.embed_tokens.dtype), x);
 
   G4_CHECK(!tape || (image_rows.empty() && audio_rows.empty()),
            "training with image or audio soft tokens is not supported (text only)");
@@ -84,18 +90,20 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
   auto scatter = [&](const Tensor& soft, const std::vector<int64_t>& rows, const char* what) {
     G4_CHECK(soft.dim(0) == int64_t(rows.size()), "{}: {} soft tokens for {} placeholder positions", what,
              soft.dim(0), rows.size());
-    for (size_t r = 0; r < rows.size(); ++r)
-      std::copy(soft.ptr<float>() + r * H, soft.ptr<float>() + (r + 1) * H, x.ptr<float>() + rows[r] * H);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      Tensor dst = x.slice_rows(rows[r], rows[r] + 1);
+      ops.copy(soft.slice_rows(int64_t(r), int64_t(r) + 1), dst);
+    }
   };
   bool has_pixels = mm && mm->pixel_values.defined() && mm->pixel_values.numel() > 0;
   bool has_audio = mm && mm->input_features.defined() && mm->input_features.numel() > 0;
   if (has_pixels) {
-    scatter(embed_images(ops, cfg_, w_.vision, mm->pixel_values, mm->image_position_ids), image_rows, "images");
+    scatter(embed_images(host_ops, cfg_, w_.vision, mm->pixel_values, mm->image_position_ids), image_rows, "images");
   } else {
     G4_CHECK(image_rows.empty(), "input has {} image placeholder tokens but no pixel_values", image_rows.size());
   }
   if (has_audio) {
-    scatter(embed_audio(ops, cfg_, w_.audio_projection, mm->input_features), audio_rows, "audio");
+    scatter(embed_audio(host_ops, cfg_, w_.audio_projection, mm->input_features), audio_rows, "audio");
   } else {
     G4_CHECK(audio_rows.empty(), "input has {} audio placeholder tokens but no input_features", audio_rows.size());
   }
@@ -104,23 +112,24 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
 
   // --- Per-layer embeddings (E2B/E4B, §8.2): ple[t, l, :] = (norm(proj(x) * H^-0.5) + E_ple[id] * sqrt(P)) / sqrt(2)
   const int64_t P = tc.hidden_size_per_layer_input, L = tc.num_hidden_layers;
-  Tensor ple;
+  Tensor ple, ple_host;
   if (P > 0) {
     std::vector<int64_t> ple_ids = lookup_ids;
     for (auto& id : ple_ids)
       if (id < 0 || id >= tc.vocab_size_per_layer_input) id = tc.pad_token_id;
-    Tensor tok = Tensor::empty(DType::F32, {T, L * P});
-    ops.embedding(w_.embed_tokens_per_layer, ple_ids,
-                  rounded_scale(std::sqrt(double(P)), w_.embed_tokens_per_layer.dtype), tok);
-    ple = Tensor::empty(DType::F32, {T, L * P});
-    ops.linear(x, w_.per_layer_model_projection, ple);
+    Tensor tok = ops.alloc(DType::F32, {T, L * P});
+    ops.embedding(W.embed_tokens_per_layer, ple_ids,
+                  rounded_scale(std::sqrt(double(P)), W.embed_tokens_per_layer.dtype), tok);
+    ple = ops.alloc(DType::F32, {T, L * P});
+    ops.linear(x, W.per_layer_model_projection, ple);
     ops.scale(ple, float(1.0 / std::sqrt(double(H))));
     if (tape) rec(tape->ple_lin, ple);
     Tensor pv = ple.reshape({T * L, P});
-    ops.rmsnorm(pv, &w_.per_layer_projection_norm, eps, pv);
+    ops.rmsnorm(pv, &W.per_layer_projection_norm, eps, pv);
     ops.add(ple, tok, ple);
     ops.scale(ple, float(1.0 / std::sqrt(2.0)));
     if (tape) rec(tape->ple, ple);
+    ple_host = ops.to_host(ple);
   }
 
   // RoPE tables per layer type.
@@ -138,17 +147,17 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     max_inter = std::max<int64_t>(max_inter, s.intermediate_size);
   }
   if (tc.enable_moe_block) max_inter = std::max<int64_t>(max_inter, 2 * int64_t(tc.moe_intermediate_size));
-  Tensor hbuf = Tensor::empty(DType::F32, {T, H}), h2buf = Tensor::empty(DType::F32, {T, H});
-  Tensor qbuf = Tensor::empty(DType::F32, {T * max_q}), obuf = Tensor::empty(DType::F32, {T * max_q});
-  Tensor kbuf = Tensor::empty(DType::F32, {T * max_kv}), vbuf = Tensor::empty(DType::F32, {T * max_kv});
-  Tensor gbuf = Tensor::empty(DType::F32, {T * max_inter}), ubuf = Tensor::empty(DType::F32, {T * max_inter});
+  Tensor hbuf = ops.alloc(DType::F32, {T, H}), h2buf = ops.alloc(DType::F32, {T, H});
+  Tensor qbuf = ops.alloc(DType::F32, {T * max_q}), obuf = ops.alloc(DType::F32, {T * max_q});
+  Tensor kbuf = ops.alloc(DType::F32, {T * max_kv}), vbuf = ops.alloc(DType::F32, {T * max_kv});
+  Tensor gbuf = ops.alloc(DType::F32, {T * max_inter}), ubuf = ops.alloc(DType::F32, {T * max_inter});
 
   std::vector<KeySet> keysets(layers_.size());
   const int nq = tc.num_attention_heads;
 
   for (size_t li = 0; li < layers_.size(); ++li) {
     const LayerSpec& s = layers_[li];
-    const LayerWeights& lw = w_.layers[li];
+    const LayerWeights& lw = W.layers[li];
     const int hd = s.head_dim, nkv = s.num_kv_heads;
     const int64_t qd = int64_t(nq) * hd, kvd = int64_t(nkv) * hd;
     const std::vector<float>& freq = s.type == LayerType::Full ? freq_full : freq_sliding;
@@ -174,7 +183,7 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
       Tensor k = rows_view(kbuf, T, kvd), v = rows_view(vbuf, T, kvd);
       ops.linear(a, lw.k_proj, k);
       if (s.k_eq_v) {
-        std::copy(k.ptr<float>(), k.ptr<float>() + T * kvd, v.ptr<float>());  // V from the raw K projection
+        ops.copy(k, v);  // V from the raw K projection
       } else {
         ops.linear(a, lw.v_proj, v);
         if (lt) rec(lt->v_lin, v);
@@ -188,19 +197,22 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
 
       KeySet& set = keysets[li];
       if (!cache.is_ring(int(li))) {
-        cache.append(int(li), pos0, k.ptr<float>(), v.ptr<float>(), T);
-        set.k = cache.k_data(int(li));
-        set.v = cache.v_data(int(li));
+        cache.append(int(li), pos0, k, v);
+        set.k = cache.k_all(int(li));
+        set.v = cache.v_all(int(li));
         set.pos.resize(cache.held(int(li)));
         std::iota(set.pos.begin(), set.pos.end(), int64_t(0));
       } else {
-        cache.gather(int(li), set.k_store, set.v_store, set.pos);
-        set.k_store.insert(set.k_store.end(), k.ptr<float>(), k.ptr<float>() + T * kvd);
-        set.v_store.insert(set.v_store.end(), v.ptr<float>(), v.ptr<float>() + T * kvd);
+        // The held window (oldest first) followed by this call's keys, assembled contiguously.
+        const int64_t n = cache.held(int(li));
+        set.k = ops.alloc(DType::F32, {n + T, kvd});
+        set.v = ops.alloc(DType::F32, {n + T, kvd});
+        cache.gather(int(li), set.k, set.v, set.pos);
+        Tensor kd = set.k.slice_rows(n, n + T), vd = set.v.slice_rows(n, n + T);
+        ops.copy(k, kd);
+        ops.copy(v, vd);
         set.pos.insert(set.pos.end(), positions.begin(), positions.end());
-        set.k = set.k_store.data();
-        set.v = set.v_store.data();
-        cache.append(int(li), pos0, k.ptr<float>(), v.ptr<float>(), T);
+        cache.append(int(li), pos0, k, v);
       }
       ks = &set;
     }
@@ -208,13 +220,8 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     mask.q_pos = positions.data();
     mask.k_pos = ks->pos.data();
     mask.window = s.type == LayerType::Sliding ? tc.sliding_window : 0;
-    Tensor kt, vt;
-    kt.dtype = vt.dtype = DType::F32;
-    kt.shape = vt.shape = {ks->size(), kvd};
-    kt.data = const_cast<float*>(ks->k);
-    vt.data = const_cast<float*>(ks->v);
     Tensor o = rows_view(obuf, T, qd);
-    ops.attention(q, kt, vt, nq, nkv, hd, /*scale=*/1.0f, mask, o);  // scale 1.0 (§2.4.2)
+    ops.attention(q, ks->k, ks->v, nq, nkv, hd, /*scale=*/1.0f, mask, o);  // scale 1.0 (§2.4.2)
     if (lt) rec(lt->o, o);
     Tensor attn_out = hbuf;
     ops.linear(o, lw.o_proj, attn_out);
@@ -239,7 +246,10 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     if (lt) rec(lt->f_dense, f);
     if (s.has_moe) {
       ops.rmsnorm(f, &lw.post_feedforward_layernorm_1, eps, f);
-      Tensor e = moe_forward(ops, tc, lw, x);  // routed experts read the post-attention residual
+      // Routed experts read the post-attention residual. Routing is host code: on a GPU backend the
+      // experts run on the CPU with the host weights (correct, not fast).
+      Tensor e = on_host ? moe_forward(ops, tc, lw, x)
+                         : ops.to_device(moe_forward(host_ops, tc, w_.layers[li], ops.to_host(x)));
       ops.add(f, e, f);
     }
     if (lt) rec(lt->f, f);
@@ -249,14 +259,16 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
 
     // --- Per-layer input (§8.2)
     if (P > 0) {
-      Tensor gate = Tensor::empty(DType::F32, {T, P});
+      Tensor gate = ops.alloc(DType::F32, {T, P});
       ops.linear(x, lw.per_layer_input_gate, gate);
       if (lt) rec(lt->ple_gate_lin, gate);
       ops.gelu_tanh(gate, gate);
-      float* gp = gate.ptr<float>();
-      const float* pp = ple.ptr<float>();
+      Tensor gate_host = ops.to_host(gate);  // the same tensor on the CPU backend
+      float* gp = gate_host.ptr<float>();
+      const float* pp = ple_host.ptr<float>();
       for (int64_t t = 0; t < T; ++t)
         for (int64_t i = 0; i < P; ++i) gp[t * P + i] *= pp[(t * L + int64_t(li)) * P + i];
+      ops.copy(gate_host, gate);
       Tensor c = hbuf;
       ops.linear(gate, lw.per_layer_projection, c);
       if (lt) rec(lt->ple_c, c);
@@ -271,13 +283,13 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
   // --- Final norm, tied LM head, softcap (§2.5), in fp32.
   int64_t first = all_logits ? 0 : T - 1;
   Tensor xs = x.slice_rows(first, T);
-  Tensor xn = Tensor::empty(DType::F32, xs.shape);
-  ops.rmsnorm(xs, &w_.final_norm, eps, xn);
+  Tensor xn = ops.alloc(DType::F32, xs.shape);
+  ops.rmsnorm(xs, &W.final_norm, eps, xn);
   if (tape) rec(tape->x_final, xs), rec(tape->xn, xn);
-  Tensor logits = Tensor::empty(DType::F32, {T - first, V});
-  ops.linear(xn, w_.lm_head, logits);
+  Tensor logits = ops.alloc(DType::F32, {T - first, V});
+  ops.linear(xn, W.lm_head, logits);
   if (tc.final_logit_softcapping > 0) ops.softcap(logits, float(tc.final_logit_softcapping));
-  return logits;
+  return ops.to_host(logits);  // callers read the logits on the host
 }
 
 }  // namespace gemma4

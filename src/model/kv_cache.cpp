@@ -1,13 +1,17 @@
 #include "model/kv_cache.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "core/error.h"
+#include "ops/ops.h"
 
 namespace gemma4 {
 
-KVCache::KVCache(const TextConfig& cfg) {
+KVCache::KVCache(const TextConfig& cfg, Ops* ops) : ops_(ops) {
+  if (!ops_) {
+    own_ops_ = make_cpu_ops();
+    ops_ = own_ops_.get();
+  }
   auto specs = cfg.layers();
   layers_.resize(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -17,59 +21,104 @@ KVCache::KVCache(const TextConfig& cfg) {
     L.kv_dim = int64_t(s.num_kv_heads) * s.head_dim;
     if (s.type == LayerType::Sliding) {
       L.capacity = cfg.sliding_window;
-      L.k.resize(L.capacity * L.kv_dim);
-      L.v.resize(L.capacity * L.kv_dim);
+      L.rows = L.capacity;
+      L.k = alloc(L.rows, L.kv_dim);
+      L.v = alloc(L.rows, L.kv_dim);
     }
   }
 }
 
-void KVCache::append(int layer, int64_t pos0, const float* k, const float* v, int64_t T) {
+Tensor KVCache::alloc(int64_t rows, int64_t kv_dim) const { return ops_->alloc(DType::F32, {rows, kv_dim}); }
+
+void KVCache::copy_rows(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_row, int64_t n) const {
+  if (n <= 0) return;
+  Tensor s = src.slice_rows(src_row, src_row + n);
+  Tensor d = dst.slice_rows(dst_row, dst_row + n);
+  ops_->copy(s, d);
+}
+
+void KVCache::append(int layer, int64_t pos0, const Tensor& k, const Tensor& v) {
   Layer& L = layers_.at(layer);
   G4_CHECK(L.kv_dim > 0, "KV cache: layer {} has no cache entry", layer);
   G4_CHECK(pos0 == L.start_pos + L.count, "KV cache: layer {} appends position {} but holds up to {}", layer, pos0,
            L.start_pos + L.count);
-  const size_t row = size_t(L.kv_dim);
-  if (L.capacity == 0) {  // full layer: grow
-    L.k.insert(L.k.end(), k, k + T * row);
-    L.v.insert(L.v.end(), v, v + T * row);
+  const int64_t T = k.numel() / L.kv_dim;
+  G4_CHECK(k.numel() == T * L.kv_dim && v.numel() == k.numel(), "KV cache: layer {}: k/v of {} and {} elements", layer,
+           k.numel(), v.numel());
+  const Tensor k2 = k.reshape({T, L.kv_dim}), v2 = v.reshape({T, L.kv_dim});
+  if (L.capacity == 0) {  // full layer: grow geometrically
+    if (L.count + T > L.rows) {
+      int64_t rows = std::max<int64_t>({L.count + T, 2 * L.rows, 64});
+      Tensor nk = alloc(rows, L.kv_dim), nv = alloc(rows, L.kv_dim);
+      copy_rows(L.k, 0, nk, 0, L.count);
+      copy_rows(L.v, 0, nv, 0, L.count);
+      L.k = std::move(nk);
+      L.v = std::move(nv);
+      L.rows = rows;
+    }
+    copy_rows(k2, 0, L.k, L.count, T);
+    copy_rows(v2, 0, L.v, L.count, T);
     L.count += T;
     return;
   }
   // Sliding layer: ring of `capacity` slots; slot of position p is p % capacity. Only the newest
-  // `capacity` positions of this chunk can survive.
-  int64_t skip = std::max<int64_t>(0, T - L.capacity);
-  for (int64_t t = skip; t < T; ++t) {
-    int64_t p = pos0 + t;
-    size_t slot = size_t(p % L.capacity);
-    std::memcpy(&L.k[slot * row], k + t * row, row * sizeof(float));
-    std::memcpy(&L.v[slot * row], v + t * row, row * sizeof(float));
+  // `capacity` positions of this chunk can survive; they land in at most two contiguous slot ranges.
+  const int64_t skip = std::max<int64_t>(0, T - L.capacity);
+  int64_t t = skip;
+  while (t < T) {
+    const int64_t slot = (pos0 + t) % L.capacity;
+    const int64_t n = std::min(T - t, L.capacity - slot);
+    copy_rows(k2, t, L.k, slot, n);
+    copy_rows(v2, t, L.v, slot, n);
+    t += n;
   }
-  int64_t end = pos0 + T;
+  const int64_t end = pos0 + T;
   L.count = std::min<int64_t>(L.capacity, end - L.start_pos);
   L.start_pos = end - L.count;
 }
 
-int64_t KVCache::gather(int layer, std::vector<float>& k_out, std::vector<float>& v_out,
-                        std::vector<int64_t>& pos) const {
+int64_t KVCache::gather(int layer, Tensor& k_out, Tensor& v_out, std::vector<int64_t>& pos) const {
   const Layer& L = layers_.at(layer);
-  const size_t row = size_t(L.kv_dim);
-  k_out.resize(L.count * row);
-  v_out.resize(L.count * row);
+  G4_CHECK(k_out.numel() >= L.count * L.kv_dim && v_out.numel() >= L.count * L.kv_dim,
+           "KV cache gather: output of {} elements for {} rows", k_out.numel(), L.count);
+  Tensor ko = k_out.reshape({k_out.numel() / L.kv_dim, L.kv_dim});
+  Tensor vo = v_out.reshape({v_out.numel() / L.kv_dim, L.kv_dim});
   pos.resize(L.count);
+  for (int64_t i = 0; i < L.count; ++i) pos[i] = L.start_pos + i;
   if (L.capacity == 0) {
-    std::memcpy(k_out.data(), L.k.data(), L.count * row * sizeof(float));
-    std::memcpy(v_out.data(), L.v.data(), L.count * row * sizeof(float));
-    for (int64_t i = 0; i < L.count; ++i) pos[i] = L.start_pos + i;
+    copy_rows(L.k, 0, ko, 0, L.count);
+    copy_rows(L.v, 0, vo, 0, L.count);
     return L.count;
   }
-  for (int64_t i = 0; i < L.count; ++i) {
-    int64_t p = L.start_pos + i;
-    size_t slot = size_t(p % L.capacity);
-    std::memcpy(&k_out[i * row], &L.k[slot * row], row * sizeof(float));
-    std::memcpy(&v_out[i * row], &L.v[slot * row], row * sizeof(float));
-    pos[i] = p;
+  int64_t i = 0;
+  while (i < L.count) {
+    const int64_t slot = (L.start_pos + i) % L.capacity;
+    const int64_t n = std::min(L.count - i, L.capacity - slot);
+    copy_rows(L.k, slot, ko, i, n);
+    copy_rows(L.v, slot, vo, i, n);
+    i += n;
   }
   return L.count;
+}
+
+Tensor KVCache::k_all(int layer) const {
+  const Layer& L = layers_.at(layer);
+  G4_CHECK(L.capacity == 0, "KV cache: k_all of a ring layer");
+  if (L.count) return L.k.slice_rows(0, L.count);
+  Tensor t;
+  t.shape = {0, L.kv_dim};
+  t.device = ops_->device();
+  return t;
+}
+
+Tensor KVCache::v_all(int layer) const {
+  const Layer& L = layers_.at(layer);
+  G4_CHECK(L.capacity == 0, "KV cache: v_all of a ring layer");
+  if (L.count) return L.v.slice_rows(0, L.count);
+  Tensor t;
+  t.shape = {0, L.kv_dim};
+  t.device = ops_->device();
+  return t;
 }
 
 }  // namespace gemma4

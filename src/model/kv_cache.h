@@ -1,43 +1,60 @@
-// Per-layer K/V cache (CPU, F32). A sliding layer keeps at most `sliding_window` positions in a ring; a
-// full layer keeps every position. KV-shared layers (E2B/E4B) have no entry: they read their source
+// Per-layer K/V cache (F32) on the model's device (host memory for the CPU backend, GPU memory for CUDA).
+// A sliding layer keeps at most `sliding_window` positions in a ring; a full layer keeps every position
+// (contiguous, grown geometrically). KV-shared layers (E2B/E4B) have no entry: they read their source
 // layer's keys and values within the same forward call (spec §6).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "core/tensor.h"
 #include "model/config.h"
 
 namespace gemma4 {
 
+class Ops;
+
 class KVCache {
  public:
-  explicit KVCache(const TextConfig& cfg);
+  // `ops` (not owned; it must outlive the cache) allocates and copies on its device; nullptr = CPU.
+  explicit KVCache(const TextConfig& cfg, Ops* ops = nullptr);
+  KVCache(KVCache&&) = default;
+  KVCache& operator=(KVCache&&) = default;
+  KVCache(const KVCache&) = delete;  // storage is shared by Tensor views: copying would alias it
+  KVCache& operator=(const KVCache&) = delete;
 
   int64_t length() const { return length_; }  // positions seen so far
-  // Appends T positions (k, v: [T, kv_dim]) for `layer` starting at position `pos0` == length() (before
-  // advance()). Sliding layers keep only the newest `window` positions.
-  void append(int layer, int64_t pos0, const float* k, const float* v, int64_t T);
-  // Copies the cached positions of `layer` (oldest first) into k_out/v_out ([n, kv_dim]) with their
-  // positions; returns n.
-  int64_t gather(int layer, std::vector<float>& k_out, std::vector<float>& v_out, std::vector<int64_t>& pos) const;
+  // Appends T positions (k, v: [T, kv_dim], on the cache's device or the CPU) for `layer` starting at
+  // position `pos0` == the layer's next position (before advance()). Sliding layers keep only the newest
+  // `window` positions.
+  void append(int layer, int64_t pos0, const Tensor& k, const Tensor& v);
+  // Copies the held positions of `layer` (oldest first) into rows [0, n) of k_out/v_out ([>= n, kv_dim],
+  // on the cache's device) and their positions into pos; returns n.
+  int64_t gather(int layer, Tensor& k_out, Tensor& v_out, std::vector<int64_t>& pos) const;
   void advance(int64_t T) { length_ += T; }
   // Number of positions currently held for a layer (<= window on sliding layers).
   int64_t held(int layer) const { return layers_[layer].count; }
   int64_t capacity(int layer) const { return layers_[layer].capacity; }
   bool has_layer(int layer) const { return layers_[layer].kv_dim > 0; }
   bool is_ring(int layer) const { return layers_[layer].capacity > 0; }
-  // Full (unbounded) layers: contiguous K/V of positions 0 .. held(layer)-1, [held, kv_dim].
-  const float* k_data(int layer) const { return layers_[layer].k.data(); }
-  const float* v_data(int layer) const { return layers_[layer].v.data(); }
+  // Full (unbounded) layers: contiguous K/V of positions 0 .. held(layer)-1, as [held, kv_dim] views.
+  Tensor k_all(int layer) const;
+  Tensor v_all(int layer) const;
 
  private:
   struct Layer {
     int64_t kv_dim = 0;
-    int64_t capacity = 0;  // ring size for sliding layers; 0 = unbounded (full layers)
-    int64_t count = 0;     // positions held
-    int64_t start_pos = 0; // position of the oldest held entry
-    std::vector<float> k, v;
+    int64_t capacity = 0;   // ring size for sliding layers; 0 = unbounded (full layers)
+    int64_t count = 0;      // positions held
+    int64_t start_pos = 0;  // position of the oldest held entry
+    int64_t rows = 0;       // allocated rows of k/v
+    Tensor k, v;            // [rows, kv_dim] on the cache's device
   };
+  Tensor alloc(int64_t rows, int64_t kv_dim) const;
+  void copy_rows(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_row, int64_t n) const;
+
+  std::shared_ptr<Ops> own_ops_;  // the CPU ops when none was given
+  Ops* ops_ = nullptr;
   std::vector<Layer> layers_;
   int64_t length_ = 0;
 };

@@ -1,16 +1,41 @@
 #include "model/model.h"
 
 #include <filesystem>
+#include <map>
 
 namespace gemma4 {
 
-std::unique_ptr<Model> Model::load(const std::string& dir, const BindOptions& opt) {
+namespace {
+
+// Applies fn to every tensor slot of a Weights (defined or not).
+template <typename Fn>
+void for_each_tensor(Weights& w, Fn&& fn) {
+  for (Tensor* t : {&w.embed_tokens, &w.final_norm, &w.lm_head, &w.embed_tokens_per_layer,
+                    &w.per_layer_model_projection, &w.per_layer_projection_norm, &w.audio_projection})
+    fn(*t);
+  VisionEmbedderWeights& v = w.vision;
+  for (Tensor* t : {&v.patch_ln1_w, &v.patch_ln1_b, &v.patch_dense_w, &v.patch_dense_b, &v.patch_ln2_w, &v.patch_ln2_b,
+                    &v.pos_embedding, &v.pos_norm_w, &v.pos_norm_b, &v.projection})
+    fn(*t);
+  for (LayerWeights& l : w.layers)
+    for (Tensor* t : {&l.input_layernorm, &l.post_attention_layernorm, &l.pre_feedforward_layernorm,
+                      &l.post_feedforward_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.q_norm, &l.k_norm,
+                      &l.gate_proj, &l.up_proj, &l.down_proj, &l.layer_scalar, &l.per_layer_input_gate,
+                      &l.per_layer_projection, &l.post_per_layer_input_norm, &l.router_proj, &l.router_scale,
+                      &l.router_per_expert_scale, &l.experts_gate_up, &l.experts_down, &l.pre_feedforward_layernorm_2,
+                      &l.post_feedforward_layernorm_1, &l.post_feedforward_layernorm_2})
+      fn(*t);
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& dir, const BindOptions& opt, Device device) {
   G4_CHECK(std::filesystem::is_directory(dir), "{}: not a model directory", dir);
   ModelConfig cfg = ModelConfig::from_dir(dir);
   TensorStore store = TensorStore::open(dir);
   KeyAccounting acct;
   Weights w = bind_weights(cfg, store, acct, opt);
-  auto m = std::make_unique<Model>(std::move(cfg), std::move(w));
+  auto m = std::make_unique<Model>(std::move(cfg), std::move(w), make_ops(device));
   m->acct_ = std::move(acct);
   return m;
 }
@@ -18,6 +43,31 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const BindOptions& op
 Model::Model(ModelConfig cfg, Weights w, std::unique_ptr<Ops> ops)
     : cfg_(std::move(cfg)), w_(std::move(w)), ops_(ops ? std::move(ops) : make_cpu_ops()) {
   layers_ = cfg_.text.layers();
+  if (ops_->device() != Device::CPU) {
+    host_ops_ = make_cpu_ops();
+    // Upload every weight the device forward reads once, in its stored dtype; tensors that share bytes
+    // (tied lm_head) share one device copy. The embedders and the MoE block run on the host with w_
+    // (forward.cpp), so their weights stay there.
+    dev_w_ = std::make_unique<Weights>(w_);
+    dev_w_->vision = VisionEmbedderWeights{};
+    dev_w_->audio_projection = Tensor{};
+    for (LayerWeights& l : dev_w_->layers)
+      for (Tensor* t : {&l.router_proj, &l.router_scale, &l.router_per_expert_scale, &l.experts_gate_up,
+                        &l.experts_down, &l.pre_feedforward_layernorm_2, &l.post_feedforward_layernorm_2})
+        *t = Tensor{};
+    std::map<const void*, Tensor> uploaded;
+    for_each_tensor(*dev_w_, [&](Tensor& t) {
+      if (!t.data) return;
+      auto it = uploaded.find(t.data);
+      if (it != uploaded.end() && it->second.shape == t.shape && it->second.dtype == t.dtype) {
+        t = it->second;
+        return;
+      }
+      const void* key = t.data;
+      t = ops_->to_device(t);
+      uploaded.emplace(key, t);
+    });
+  }
 }
 
 }  // namespace gemma4

@@ -27,12 +27,17 @@ struct MultimodalInputs {
 class Model {
  public:
   // Loads config.json (+ generation_config.json) and the safetensors of DIR with strict key accounting.
-  static std::unique_ptr<Model> load(const std::string& dir, const BindOptions& opt = {});
-  // A model over given weights (random init for benchmarks, training).
+  // `device`: the backend that runs the forward (CUDA: the weights are uploaded once, in their stored dtype).
+  static std::unique_ptr<Model> load(const std::string& dir, const BindOptions& opt = {}, Device device = Device::CPU);
+  // A model over given weights (random init for benchmarks, training). With a non-CPU `ops`, the weights
+  // are copied to its device once; weights() keeps the host tensors (training and export read those).
   Model(ModelConfig cfg, Weights w, std::unique_ptr<Ops> ops = nullptr);
 
   const ModelConfig& config() const { return cfg_; }
   const Weights& weights() const { return w_; }
+  // The weights the forward reads: weights() itself on the CPU, their device copies on a GPU backend.
+  const Weights& device_weights() const { return dev_w_ ? *dev_w_ : w_; }
+  Device device() const { return ops_->device(); }
   Weights& mutable_weights() { return w_; }
   const KeyAccounting& accounting() const { return acct_; }
   Ops& ops() { return *ops_; }
@@ -44,7 +49,7 @@ class Model {
   Tensor forward(const std::vector<int64_t>& ids, KVCache& cache, const MultimodalInputs* mm = nullptr,
                  bool all_logits = true, Tape* tape = nullptr);
   const std::vector<LayerSpec>& layer_specs() const { return layers_; }
-  KVCache new_cache() const { return KVCache(cfg_.text); }
+  KVCache new_cache() const { return KVCache(cfg_.text, ops_.get()); }
   // Backward of a taped forward over `ids` (model/backward.cpp). logits: the forward's output (after the
   // softcap); dlogits: d loss / d logits. Parameter gradients are ADDED into grads (F32, shaped like the
   // weights; tied lm_head aliases embed_tokens). Weights must be F32.
@@ -55,6 +60,8 @@ class Model {
   Weights w_;
   KeyAccounting acct_;
   std::unique_ptr<Ops> ops_;
+  std::unique_ptr<Ops> host_ops_;   // CPU ops for the host-side parts when ops_ is a GPU backend
+  std::unique_ptr<Weights> dev_w_;  // device copies of w_ (GPU backends only)
   std::vector<LayerSpec> layers_;
 };
 

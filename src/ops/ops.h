@@ -3,7 +3,9 @@
 // backend's device; weights may be F32, BF16 or F16 (kept in their stored dtype, accumulated in fp32).
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/tensor.h"
@@ -30,6 +32,21 @@ class Ops {
  public:
   virtual ~Ops() = default;
   virtual Device device() const = 0;
+
+  // ---- Memory on this backend's device (the CPU defaults are plain host memory).
+  // A fresh, uninitialised tensor on the device.
+  virtual Tensor alloc(DType dt, Shape shape) { return Tensor::empty(dt, std::move(shape)); }
+  // `t` (from any device) on this device, same dtype and shape; may return `t` itself when it is already there.
+  virtual Tensor to_device(const Tensor& t) { return t; }
+  // `t` on the CPU; may return `t` itself when it is already there.
+  virtual Tensor to_host(const Tensor& t) { return t; }
+  // dst = src (same byte size; either may be on the CPU or on this device).
+  virtual void copy(const Tensor& src, Tensor& dst) {
+    G4_CHECK(src.nbytes() == dst.nbytes(), "copy: {} bytes into {}", src.nbytes(), dst.nbytes());
+    if (src.data != dst.data && src.nbytes()) std::memmove(dst.data, src.data, src.nbytes());
+  }
+  // Waits for queued device work (no-op on the CPU).
+  virtual void synchronize() {}
 
   // y[M,N] = x[M,K] . w[N,K]^T (+ b[N] when b is defined). x, y F32.
   virtual void linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* b = nullptr) = 0;
@@ -78,5 +95,14 @@ class Ops {
 };
 
 std::unique_ptr<Ops> make_cpu_ops();
+// The CUDA backend (ops/cuda); throws Error when this build has no CUDA or no device is present.
+std::unique_ptr<Ops> make_cuda_ops();
+std::unique_ptr<Ops> make_ops(Device d);
+// True when this build has CUDA support and a CUDA device is present; else false with the reason in *why.
+bool cuda_available(std::string* why = nullptr);
+// The --device flag: "cpu", "cuda", or "" / "auto" (cuda when available, else cpu). Requesting cuda
+// where it is unavailable is an Error naming the reason.
+Device select_device(const std::string& requested);
+const char* device_name(Device d);
 
 }  // namespace gemma4

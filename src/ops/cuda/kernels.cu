@@ -1,0 +1,387 @@
+// CUDA kernels of the op set: straightforward, fp32 arithmetic, correctness first (issue 4, step 1).
+// Weights are read in their stored dtype (F32/BF16/F16) and widened in registers.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "ops/cuda/kernels.h"
+
+namespace gemma4::cuda {
+namespace {
+
+__device__ __forceinline__ float bf16_bits_to_f(uint16_t u) { return __uint_as_float(uint32_t(u) << 16); }
+
+__device__ __forceinline__ float ldw(const void* p, int dt, int64_t i) {
+  if (dt == kF32) return static_cast<const float*>(p)[i];
+  if (dt == kBF16) return bf16_bits_to_f(static_cast<const uint16_t*>(p)[i]);
+  return __half2float(static_cast<const __half*>(p)[i]);
+}
+
+struct F32W {
+  using T = float;
+  __device__ static float get(const float* p, int64_t i) { return p[i]; }
+};
+struct BF16W {
+  using T = uint16_t;
+  __device__ static float get(const uint16_t* p, int64_t i) { return bf16_bits_to_f(p[i]); }
+};
+struct F16W {
+  using T = __half;
+  __device__ static float get(const __half* p, int64_t i) { return __half2float(p[i]); }
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+__device__ float block_sum(float v) {
+  __shared__ float part[32];
+  __shared__ float total;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // part[] may still be read by a previous call
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < nw ? part[lane] : 0.f;
+    w = warp_sum(w);
+    if (lane == 0) total = w;
+  }
+  __syncthreads();
+  return total;
+}
+
+int64_t blocks_for(int64_t n, int threads) {
+  int64_t b = (n + threads - 1) / threads;
+  return b < 1 ? 1 : (b > 65535 * 4 ? 65535 * 4 : b);
+}
+
+// ---- linear ---------------------------------------------------------------------------------------------
+// Few rows (decode): one warp per output column n, all M rows at once (M <= 8).
+constexpr int kGemvMaxM = 8;
+template <typename W>
+__global__ void gemv_kernel(const float* __restrict__ x, const typename W::T* __restrict__ w, float* __restrict__ y,
+                            int M, int64_t N, int64_t K) {
+  const int warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+  const int64_t n = int64_t(blockIdx.x) * warps + (threadIdx.x >> 5);
+  if (n >= N) return;
+  float acc[kGemvMaxM];
+#pragma unroll
+  for (int m = 0; m < kGemvMaxM; ++m) acc[m] = 0.f;
+  const typename W::T* wr = w + n * K;
+  for (int64_t k = lane; k < K; k += 32) {
+    float wv = W::get(wr, k);
+#pragma unroll
+    for (int m = 0; m < kGemvMaxM; ++m)
+      if (m < M) acc[m] += x[m * K + k] * wv;
+  }
+#pragma unroll
+  for (int m = 0; m < kGemvMaxM; ++m) {
+    if (m < M) {
+      float s = warp_sum(acc[m]);
+      if (lane == 0) y[m * N + n] = s;
+    }
+  }
+}
+
+// Many rows: 64x64 output tile per block of 256 threads, 4x4 per thread, k-steps of 16 through shared memory.
+template <typename W>
+__global__ void gemm_kernel(const float* __restrict__ x, const typename W::T* __restrict__ w, float* __restrict__ y,
+                            int64_t M, int64_t N, int64_t K) {
+  constexpr int BM = 64, BN = 64, BK = 16;
+  __shared__ float As[BK][BM + 4];
+  __shared__ float Bs[BK][BN + 4];
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int64_t m0 = int64_t(blockIdx.y) * BM, n0 = int64_t(blockIdx.x) * BN;
+  float acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+  for (int64_t k0 = 0; k0 < K; k0 += BK) {
+    for (int i = tid; i < BM * BK; i += 256) {
+      const int r = i / BK, c = i % BK;
+      const int64_t gk = k0 + c, gm = m0 + r, gn = n0 + r;
+      As[c][r] = (gm < M && gk < K) ? x[gm * K + gk] : 0.f;
+      Bs[c][r] = (gn < N && gk < K) ? W::get(w, gn * K + gk) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float a[4], b[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[i] = As[kk][ty * 4 + i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tx * 4 + j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int64_t m = m0 + ty * 4 + i;
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t n = n0 + tx * 4 + j;
+      if (n < N) y[m * N + n] = acc[i][j];
+    }
+  }
+}
+
+template <typename W>
+void launch_linear(const float* x, int64_t M, int64_t K, const void* w, int64_t N, float* y, cudaStream_t s) {
+  const auto* wp = static_cast<const typename W::T*>(w);
+  if (M <= kGemvMaxM) {
+    const int warps = 8;
+    gemv_kernel<W><<<unsigned((N + warps - 1) / warps), warps * 32, 0, s>>>(x, wp, y, int(M), N, K);
+  } else {
+    dim3 grid(unsigned((N + 63) / 64), unsigned((M + 63) / 64));
+    gemm_kernel<W><<<grid, 256, 0, s>>>(x, wp, y, M, N, K);
+  }
+}
+
+__global__ void add_bias_kernel(float* y, int64_t M, int64_t N, const void* b, int bdt) {
+  const int64_t n_all = M * N;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n_all; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] += ldw(b, bdt, i % N);
+}
+
+// ---- norms ----------------------------------------------------------------------------------------------
+__global__ void rmsnorm_kernel(const float* x, const void* w, int wdt, int64_t D, float eps, float* y) {
+  const float* xr = x + int64_t(blockIdx.x) * D;
+  float* yr = y + int64_t(blockIdx.x) * D;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) ss += xr[i] * xr[i];
+  ss = block_sum(ss);
+  const float inv = 1.0f / sqrtf(ss / float(D) + eps);
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+    float v = xr[i] * inv;
+    yr[i] = w ? v * ldw(w, wdt, i) : v;
+  }
+}
+
+__global__ void layernorm_kernel(const float* x, const void* w, int wdt, const void* b, int bdt, int64_t D, float eps,
+                                 float* y) {
+  const float* xr = x + int64_t(blockIdx.x) * D;
+  float* yr = y + int64_t(blockIdx.x) * D;
+  float s = 0.f;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) s += xr[i];
+  const float mean = block_sum(s) / float(D);
+  float v = 0.f;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) v += (xr[i] - mean) * (xr[i] - mean);
+  const float var = block_sum(v) / float(D);
+  const float inv = 1.0f / sqrtf(var + eps);
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) yr[i] = (xr[i] - mean) * inv * ldw(w, wdt, i) + ldw(b, bdt, i);
+}
+
+// ---- embedding, rope ------------------------------------------------------------------------------------
+__global__ void embedding_kernel(const void* table, int tdt, int64_t D, const int64_t* ids, float scale, float* y) {
+  const int64_t t = blockIdx.x;
+  const int64_t row = ids[t];
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) y[t * D + i] = ldw(table, tdt, row * D + i) * scale;
+}
+
+__global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, const int64_t* pos, const float* inv_freq) {
+  const int half = head_dim / 2;
+  const int64_t n = T * n_heads * half;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int j = int(i % half);
+    const int64_t th = i / half;  // t * n_heads + h
+    const int64_t t = th / n_heads;
+    const float ang = float(pos[t]) * inv_freq[j];
+    const float c = cosf(ang), sn = sinf(ang);
+    float* v = x + th * head_dim;
+    const float a = v[j], b = v[j + half];
+    v[j] = a * c - b * sn;
+    v[j + half] = b * c + a * sn;
+  }
+}
+
+// ---- attention ------------------------------------------------------------------------------------------
+// One block per (query t, head h); each warp runs an online softmax over keys s = warp, warp + W, ...;
+// lane l holds head dims l, l + 32, ... (head_dim <= 512); the warps' partial states are merged at the end.
+constexpr int kAttWarps = 8;
+constexpr int kAttMaxD = 512;
+constexpr int kAttPer = kAttMaxD / 32;
+
+__global__ void __launch_bounds__(kAttWarps * 32)
+    attention_kernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v, int64_t S,
+                     int Hq, int Hkv, int hd, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
+                     const int32_t* q_block, const int32_t* k_block, float* __restrict__ o) {
+  __shared__ float s_m[kAttWarps], s_l[kAttWarps];
+  __shared__ float s_acc[kAttWarps][kAttMaxD];
+  const int h = int(blockIdx.x % unsigned(Hq));
+  const int64_t t = blockIdx.x / unsigned(Hq);
+  const int kh = h / (Hq / Hkv);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t qs = int64_t(Hq) * hd, ks = int64_t(Hkv) * hd;
+  const float* qv = q + t * qs + int64_t(h) * hd;
+  float qr[kAttPer], acc[kAttPer];
+#pragma unroll
+  for (int i = 0; i < kAttPer; ++i) {
+    const int d = lane + 32 * i;
+    qr[i] = d < hd ? qv[d] : 0.f;
+    acc[i] = 0.f;
+  }
+  const int64_t qp = q_pos[t];
+  const int32_t qb = q_block ? q_block[t] : -1;
+  float m = -INFINITY, l = 0.f;
+  for (int64_t s = warp; s < S; s += kAttWarps) {
+    const int64_t kp = k_pos[s];
+    const bool same_block = q_block && qb >= 0 && qb == k_block[s];
+    const bool visible = (kp <= qp || same_block) && (window <= 0 || kp > qp - window);
+    if (!visible) continue;
+    const float* kr = k + s * ks + int64_t(kh) * hd;
+    const float* vr = v + s * ks + int64_t(kh) * hd;
+    float d = 0.f;
+#pragma unroll
+    for (int i = 0; i < kAttPer; ++i) {
+      const int dd = lane + 32 * i;
+      if (dd < hd) d += qr[i] * kr[dd];
+    }
+    const float sc = warp_sum(d) * scale;
+    const float mn = fmaxf(m, sc);
+    const float corr = expf(m - mn);
+    const float p = expf(sc - mn);
+    l = l * corr + p;
+#pragma unroll
+    for (int i = 0; i < kAttPer; ++i) {
+      const int dd = lane + 32 * i;
+      if (dd < hd) acc[i] = acc[i] * corr + p * vr[dd];
+    }
+    m = mn;
+  }
+  if (lane == 0) {
+    s_m[warp] = m;
+    s_l[warp] = l;
+  }
+#pragma unroll
+  for (int i = 0; i < kAttPer; ++i) s_acc[warp][lane + 32 * i] = acc[i];
+  __syncthreads();
+  float M = -INFINITY;
+  for (int w = 0; w < kAttWarps; ++w) M = fmaxf(M, s_m[w]);
+  float* out = o + t * qs + int64_t(h) * hd;
+  if (M == -INFINITY) {  // the query sees no key
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) out[d] = 0.f;
+    return;
+  }
+  float L = 0.f, f[kAttWarps];
+#pragma unroll
+  for (int w = 0; w < kAttWarps; ++w) {
+    f[w] = s_m[w] == -INFINITY ? 0.f : expf(s_m[w] - M);
+    L += s_l[w] * f[w];
+  }
+  const float invL = 1.f / L;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float a = 0.f;
+#pragma unroll
+    for (int w = 0; w < kAttWarps; ++w) a += s_acc[w][d] * f[w];
+    out[d] = a * invL;
+  }
+}
+
+// ---- elementwise ----------------------------------------------------------------------------------------
+__device__ __forceinline__ float gelu_tanh_f(float x) {
+  const float c = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+
+#define G4_GRID_LOOP(i, n) \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+__global__ void gelu_tanh_mul_kernel(const float* g, const float* u, float* o, int64_t n) {
+  G4_GRID_LOOP(i, n) o[i] = gelu_tanh_f(g[i]) * u[i];
+}
+__global__ void gelu_tanh_kernel(const float* x, float* o, int64_t n) { G4_GRID_LOOP(i, n) o[i] = gelu_tanh_f(x[i]); }
+__global__ void add_kernel(const float* a, const float* b, float* o, int64_t n) { G4_GRID_LOOP(i, n) o[i] = a[i] + b[i]; }
+__global__ void scale_kernel(float* x, int64_t n, float scalar, const void* sdev, int sdt) {
+  const float sv = sdev ? ldw(sdev, sdt, 0) : scalar;
+  G4_GRID_LOOP(i, n) x[i] *= sv;
+}
+__global__ void softcap_kernel(float* x, int64_t n, float cap) { G4_GRID_LOOP(i, n) x[i] = cap * tanhf(x[i] / cap); }
+
+int last() { return int(cudaGetLastError()); }
+
+}  // namespace
+
+int linear(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, const void* bias,
+           int bias_dt, cudaStream_t s) {
+  if (M > 0 && N > 0) {
+    switch (wdt) {
+      case kF32: launch_linear<F32W>(x, M, K, w, N, y, s); break;
+      case kBF16: launch_linear<BF16W>(x, M, K, w, N, y, s); break;
+      default: launch_linear<F16W>(x, M, K, w, N, y, s); break;
+    }
+  }
+  int e = last();
+  if (e || !bias) return e;
+  return add_bias(y, M, N, bias, bias_dt, s);
+}
+
+int add_bias(float* y, int64_t M, int64_t N, const void* bias, int bias_dt, cudaStream_t s) {
+  if (M * N > 0) add_bias_kernel<<<unsigned(blocks_for(M * N, 256)), 256, 0, s>>>(y, M, N, bias, bias_dt);
+  return last();
+}
+
+int rmsnorm(const float* x, const void* w, int wdt, int64_t rows, int64_t D, float eps, float* y, cudaStream_t s) {
+  if (rows > 0) rmsnorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, s>>>(x, w, wdt, D, eps, y);
+  return last();
+}
+
+int layernorm(const float* x, const void* w, int wdt, const void* b, int bdt, int64_t rows, int64_t D, float eps,
+              float* y, cudaStream_t s) {
+  if (rows > 0) layernorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, s>>>(x, w, wdt, b, bdt, D, eps, y);
+  return last();
+}
+
+int embedding(const void* table, int tdt, int64_t D, const int64_t* ids, int64_t T, float scale, float* y,
+              cudaStream_t s) {
+  if (T > 0) embedding_kernel<<<unsigned(T), 256, 0, s>>>(table, tdt, D, ids, scale, y);
+  return last();
+}
+
+int rope(float* x, int64_t T, int n_heads, int head_dim, const int64_t* pos, const float* inv_freq, cudaStream_t s) {
+  const int64_t n = T * n_heads * (head_dim / 2);
+  if (n > 0) rope_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(x, T, n_heads, head_dim, pos, inv_freq);
+  return last();
+}
+
+int attention(const float* q, const float* k, const float* v, int64_t T, int64_t S, int n_q_heads, int n_kv_heads,
+              int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
+              const int32_t* q_block, const int32_t* k_block, float* o, cudaStream_t s) {
+  if (head_dim > kAttMaxD || head_dim <= 0) return int(cudaErrorInvalidValue);
+  if (T > 0)
+    attention_kernel<<<unsigned(T * n_q_heads), kAttWarps * 32, 0, s>>>(q, k, v, S, n_q_heads, n_kv_heads, head_dim,
+                                                                        scale, q_pos, k_pos, window, q_block, k_block, o);
+  return last();
+}
+
+int gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
+  if (n > 0) gelu_tanh_mul_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(gate, up, out, n);
+  return last();
+}
+int gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t s) {
+  if (n > 0) gelu_tanh_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(x, out, n);
+  return last();
+}
+int add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s) {
+  if (n > 0) add_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(a, b, out, n);
+  return last();
+}
+int scale(float* x, int64_t n, float scalar, const void* sdev, int sdt, cudaStream_t s) {
+  if (n > 0) scale_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(x, n, scalar, sdev, sdt);
+  return last();
+}
+int softcap(float* x, int64_t n, float cap, cudaStream_t s) {
+  if (n > 0) softcap_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(x, n, cap);
+  return last();
+}
+
+}  // namespace gemma4::cuda

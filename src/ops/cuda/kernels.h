@@ -1,0 +1,37 @@
+// Launchers of the CUDA kernels (kernels.cu). Plain C types only, so that this header is shared by nvcc
+// and the host compiler. Every launcher enqueues on `stream` and returns cudaGetLastError() as an int
+// (0 = success). Activations are F32; "wdt" arguments name a weight's storage: 0 = F32, 1 = BF16, 2 = F16.
+#pragma once
+#include <cstdint>
+
+typedef struct CUstream_st* cudaStream_t;
+
+namespace gemma4::cuda {
+
+enum WeightType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+// y[M,N] = x[M,K] . w[N,K]^T (+ bias[N], any wdt) with fp32 accumulation; w of any wdt.
+int linear(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, const void* bias,
+           int bias_dt, cudaStream_t s);
+// y[:, N] += bias[N]
+int add_bias(float* y, int64_t M, int64_t N, const void* bias, int bias_dt, cudaStream_t s);
+int rmsnorm(const float* x, const void* w, int wdt, int64_t rows, int64_t D, float eps, float* y, cudaStream_t s);
+int layernorm(const float* x, const void* w, int wdt, const void* b, int bdt, int64_t rows, int64_t D, float eps,
+              float* y, cudaStream_t s);
+// y[t] = table[ids[t]] * scale; ids on the device.
+int embedding(const void* table, int tdt, int64_t D, const int64_t* ids, int64_t T, float scale, float* y,
+              cudaStream_t s);
+// pos [T], inv_freq [head_dim/2] on the device.
+int rope(float* x, int64_t T, int n_heads, int head_dim, const int64_t* pos, const float* inv_freq, cudaStream_t s);
+// q [T, Hq*d], k/v [S, Hkv*d], o [T, Hq*d]; positions and optional block ids on the device. d <= 512.
+int attention(const float* q, const float* k, const float* v, int64_t T, int64_t S, int n_q_heads, int n_kv_heads,
+              int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
+              const int32_t* q_block, const int32_t* k_block, float* o, cudaStream_t s);
+int gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
+int gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t s);
+int add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
+// x *= scalar (a host constant, or element 0 of a device tensor of type sdt when sdev != nullptr).
+int scale(float* x, int64_t n, float scalar, const void* sdev, int sdt, cudaStream_t s);
+int softcap(float* x, int64_t n, float cap, cudaStream_t s);
+
+}  // namespace gemma4::cuda

@@ -1,0 +1,535 @@
+// The CUDA backend against the CPU backend (the reference semantics): every forward op on random inputs
+// (head dims up to 512, GQA/MQA, sliding windows smaller and larger than the sequence, block overlay,
+// unordered ring positions, rows that see no key), then whole models on the GPU: the HF fixtures in
+// fp32 compute (CPU tolerances: max |logit diff| <= 1e-3 and identical argmax), greedy generation equal to
+// the CPU backend, prefill + decode equal to a full forward, and the CLI's --device flag.
+// Without a GPU every test skips with a printed reason.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <random>
+
+#include "generate/generator.h"
+#include "io/safetensors.h"
+#include "model/keymap.h"
+#include "model/model.h"
+#include "model/rope.h"
+#include "ops/ops.h"
+#include "test_util.h"
+
+using namespace gemma4;
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---- GPU presence -----------------------------------------------------------------------------------
+std::string g_why;
+bool gpu_present() {
+  static const bool ok = [] {
+    bool a = cuda_available(&g_why);
+    if (!a) std::printf("[cuda] no GPU: %s -- CUDA tests are skipped\n", g_why.c_str());
+    return a;
+  }();
+  return ok;
+}
+#define REQUIRE_GPU() \
+  if (!gpu_present()) GTEST_SKIP() << "CUDA tests skipped: " << g_why
+
+Ops& gpu() {
+  static std::unique_ptr<Ops> o = make_cuda_ops();
+  return *o;
+}
+Ops& cpu() {
+  static std::unique_ptr<Ops> o = make_cpu_ops();
+  return *o;
+}
+
+// ---- error table, printed at exit -------------------------------------------------------------------
+struct Row {
+  std::string op;
+  float max_abs = 0, max_ref = 0;
+  double rel_l2 = 0;
+};
+std::vector<Row>& table() {
+  static std::vector<Row> t;
+  return t;
+}
+class PrintTable : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (table().empty()) return;
+    std::printf("\n%-58s %12s %12s %12s\n", "CUDA op vs CPU op", "max|diff|", "max|ref|", "rel L2");
+    for (auto& r : table())
+      std::printf("%-58s %12.3g %12.3g %12.3g\n", r.op.c_str(), r.max_abs, r.max_ref, r.rel_l2);
+  }
+};
+const auto* g_env = ::testing::AddGlobalTestEnvironment(new PrintTable);
+
+std::mt19937& rng() {
+  static std::mt19937 g(1234);
+  return g;
+}
+
+Tensor randn(Shape shape, float scale = 1.f, DType dt = DType::F32) {
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(size_t(shape_numel(shape)));
+  for (auto& x : v) x = d(rng());
+  Tensor t = Tensor::from_f32(v, shape);
+  return dt == DType::F32 ? t : t.to(dt);
+}
+
+// GPU output tensor filled with NaN so that unwritten elements fail the comparison.
+Tensor poisoned(Shape shape) {
+  std::vector<float> v(size_t(shape_numel(shape)), std::nanf(""));
+  return gpu().to_device(Tensor::from_f32(v, shape));
+}
+
+// Compares a GPU result with the CPU reference; tol is relative to max(1, max |ref|).
+void compare(const std::string& what, const Tensor& got_dev, const Tensor& want, float tol = 2e-5f) {
+  Tensor got = gpu().to_host(got_dev);
+  ASSERT_EQ(got.numel(), want.numel()) << what;
+  std::vector<float> g = got.f32_vector(), w = want.f32_vector();
+  Row r{what};
+  double num = 0, den = 0;
+  bool finite = true;
+  for (size_t i = 0; i < g.size(); ++i) {
+    if (!std::isfinite(g[i])) finite = false;
+    r.max_abs = std::max(r.max_abs, std::fabs(g[i] - w[i]));
+    r.max_ref = std::max(r.max_ref, std::fabs(w[i]));
+    num += double(g[i] - w[i]) * (g[i] - w[i]);
+    den += double(w[i]) * w[i];
+  }
+  r.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  table().push_back(r);
+  EXPECT_TRUE(finite) << what << ": non-finite (unwritten?) output";
+  EXPECT_LE(r.max_abs, tol * std::max(1.f, r.max_ref)) << what;
+}
+
+// ---- ops ----------------------------------------------------------------------------------------------
+TEST(CudaOps, MemoryRoundTrip) {
+  REQUIRE_GPU();
+  Tensor h = randn({5, 7});
+  Tensor d = gpu().to_device(h);
+  EXPECT_EQ(d.device, Device::CUDA);
+  Tensor d2 = gpu().alloc(DType::F32, {5, 7});
+  gpu().copy(d, d2);
+  Tensor row = gpu().alloc(DType::F32, {1, 7});
+  gpu().copy(d2.slice_rows(3, 4), row);
+  Tensor back = gpu().to_host(d2), r = gpu().to_host(row);
+  EXPECT_EQ(back.f32_vector(), h.f32_vector());
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(r.ptr<float>()[i], h.ptr<float>()[3 * 7 + i]);
+  Tensor h2 = Tensor::empty(DType::F32, {1, 7});
+  gpu().copy(row, h2);  // device -> host through copy()
+  EXPECT_EQ(h2.f32_vector(), r.f32_vector());
+}
+
+TEST(CudaOps, Linear) {
+  REQUIRE_GPU();
+  for (DType wdt : {DType::F32, DType::BF16, DType::F16})
+    for (int64_t M : {1, 3, 8, 9, 70})
+      for (auto [K, N] : {std::pair<int64_t, int64_t>{64, 33}, {100, 130}, {256, 512}})
+        for (bool bias : {false, true}) {
+          Tensor x = randn({M, K}), w = randn({N, K}, 0.1f, wdt), b = randn({N}, 1.f, wdt);
+          Tensor want = Tensor::empty(DType::F32, {M, N});
+          cpu().linear(x, w, want, bias ? &b : nullptr);
+          Tensor dx = gpu().to_device(x), dw = gpu().to_device(w), db = gpu().to_device(b), y = poisoned({M, N});
+          gpu().linear(dx, dw, y, bias ? &db : nullptr);
+          compare(fmt::format("linear w={} M={} K={} N={}{}", dtype_name(wdt), M, K, N, bias ? " +bias" : ""), y,
+                  want, 1e-5f);
+        }
+}
+
+TEST(CudaOps, RmsNormAndLayerNorm) {
+  REQUIRE_GPU();
+  for (int64_t D : {16, 256, 512, 3840})
+    for (int wkind : {0, 1, 2}) {  // no weight, F32, BF16
+      const int64_t rows = 13;
+      Tensor x = randn({rows, D}, 3.f), w = randn({D}, 1.f, wkind == 2 ? DType::BF16 : DType::F32);
+      const Tensor* wp = wkind ? &w : nullptr;
+      Tensor want = Tensor::empty(DType::F32, {rows, D});
+      cpu().rmsnorm(x, wp, 1e-6f, want);
+      Tensor dx = gpu().to_device(x), dw = gpu().to_device(w), y = poisoned({rows, D});
+      gpu().rmsnorm(dx, wkind ? &dw : nullptr, 1e-6f, y);
+      compare(fmt::format("rmsnorm D={} weight={}", D, wkind == 0 ? "none" : wkind == 1 ? "F32" : "BF16"), y, want);
+      gpu().rmsnorm(dx, wkind ? &dw : nullptr, 1e-6f, dx);  // in place
+      compare(fmt::format("rmsnorm in place D={}", D), dx, want);
+    }
+  for (int64_t D : {16, 300, 6912}) {
+    Tensor x = randn({9, D}, 2.f), w = randn({D}), b = randn({D}, 1.f, DType::BF16);
+    Tensor want = Tensor::empty(DType::F32, {9, D});
+    cpu().layernorm(x, w, b, 1e-5f, want);
+    Tensor y = poisoned({9, D});
+    gpu().layernorm(gpu().to_device(x), gpu().to_device(w), gpu().to_device(b), 1e-5f, y);
+    compare(fmt::format("layernorm D={}", D), y, want);
+  }
+}
+
+TEST(CudaOps, Embedding) {
+  REQUIRE_GPU();
+  for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+    Tensor table = randn({50, 24}, 1.f, dt);
+    std::vector<int64_t> ids = {0, 49, 7, 7, 13};
+    Tensor want = Tensor::empty(DType::F32, {5, 24});
+    cpu().embedding(table, ids, 62.f, want);
+    Tensor y = poisoned({5, 24});
+    Tensor dt_table = gpu().to_device(table);
+    gpu().embedding(dt_table, ids, 62.f, y);
+    compare(fmt::format("embedding {}", dtype_name(dt)), y, want, 0.f);
+    EXPECT_THROW(gpu().embedding(dt_table, {3, 50}, 1.f, y), Error);
+  }
+}
+
+TEST(CudaOps, Rope) {
+  REQUIRE_GPU();
+  RopeParams local, global;
+  local.type = "default";
+  local.theta = 10000;
+  global.type = "proportional";
+  global.theta = 1e6;
+  global.partial_rotary_factor = 0.25;
+  for (auto [hd, p] : {std::pair<int, RopeParams*>{256, &local}, {512, &global}, {16, &local}}) {
+    const int heads = 3;
+    const int64_t T = 11;
+    std::vector<int64_t> pos(T);
+    for (int64_t t = 0; t < T; ++t) pos[t] = 1000 + 37 * t;
+    std::vector<float> freq = rope_inv_freq(*p, hd);
+    Tensor x = randn({T, int64_t(heads) * hd});
+    Tensor want = x.to_f32();
+    cpu().rope(want, heads, hd, pos.data(), freq);
+    Tensor y = gpu().to_device(x);
+    gpu().rope(y, heads, hd, pos.data(), freq);
+    compare(fmt::format("rope head_dim={} {}", hd, p->type), y, want, 2e-5f);
+  }
+}
+
+struct AttnCase {
+  std::string name;
+  int64_t T, S;
+  int hq, hkv, hd, window;
+  int64_t q0;           // position of the first query
+  bool shuffle_keys;    // ring order: keys not sorted by position
+  bool blocks;          // bidirectional block overlay
+};
+
+TEST(CudaOps, Attention) {
+  REQUIRE_GPU();
+  std::vector<AttnCase> cases = {
+      {"gqa hd256 causal", 37, 37, 4, 2, 256, 0, 0, false, false},
+      {"gqa hd256 window 8 < seq", 37, 37, 4, 2, 256, 8, 0, false, false},
+      {"gqa hd256 window 100 > seq", 37, 37, 4, 2, 256, 100, 0, false, false},
+      {"mqa hd512 causal", 29, 29, 4, 1, 512, 0, 0, false, false},
+      {"mqa hd512 window 5", 29, 29, 4, 1, 512, 5, 0, false, false},
+      {"decode gqa hd256 ring window 16", 1, 16, 8, 2, 256, 16, 40, true, false},
+      {"decode mqa hd512 long", 1, 300, 16, 1, 512, 0, 299, false, false},
+      {"chunk after cache hd256 window 8", 5, 13, 4, 4, 256, 8, 8, true, false},
+      {"block overlay hd32 window 6", 20, 20, 2, 1, 32, 6, 0, false, true},
+      {"hd100 (not a multiple of 32)", 9, 9, 2, 2, 100, 0, 0, false, false},
+      {"long prefill hd256 window 64", 300, 300, 4, 2, 256, 64, 0, false, false},
+  };
+  for (const AttnCase& c : cases) {
+    std::vector<int64_t> qpos(c.T), kpos(c.S);
+    for (int64_t t = 0; t < c.T; ++t) qpos[t] = c.q0 + t;
+    const int64_t k0 = c.q0 + c.T - c.S;  // keys end at the last query
+    for (int64_t s = 0; s < c.S; ++s) kpos[s] = k0 + s;
+    if (c.shuffle_keys) std::rotate(kpos.begin(), kpos.begin() + c.S / 3, kpos.end());
+    std::vector<int32_t> qb(c.T, -1), kb(c.S, -1);
+    if (c.blocks) {
+      for (int64_t t = 0; t < c.T; ++t) qb[t] = (t >= 4 && t < 12) ? 1 : (t >= 15 ? 2 : -1);
+      for (int64_t s = 0; s < c.S; ++s) kb[s] = (kpos[s] >= 4 && kpos[s] < 12) ? 1 : (kpos[s] >= 15 ? 2 : -1);
+    }
+    AttnMask m;
+    m.q_pos = qpos.data();
+    m.k_pos = kpos.data();
+    m.window = c.window;
+    if (c.blocks) m.q_block = qb.data(), m.k_block = kb.data();
+    Tensor q = randn({c.T, int64_t(c.hq) * c.hd}, 0.3f), k = randn({c.S, int64_t(c.hkv) * c.hd}, 0.3f),
+           v = randn({c.S, int64_t(c.hkv) * c.hd});
+    Tensor want = Tensor::empty(DType::F32, q.shape);
+    cpu().attention(q, k, v, c.hq, c.hkv, c.hd, 1.0f, m, want);
+    Tensor o = poisoned(q.shape);
+    gpu().attention(gpu().to_device(q), gpu().to_device(k), gpu().to_device(v), c.hq, c.hkv, c.hd, 1.0f, m, o);
+    compare("attention " + c.name, o, want, 2e-5f);
+  }
+  // A query that sees no key gives zeros.
+  std::vector<int64_t> qpos = {0}, kpos = {5, 6, 7};
+  AttnMask m;
+  m.q_pos = qpos.data();
+  m.k_pos = kpos.data();
+  Tensor q = randn({1, 64}), k = randn({3, 64}), v = randn({3, 64});
+  Tensor o = poisoned({1, 64});
+  gpu().attention(gpu().to_device(q), gpu().to_device(k), gpu().to_device(v), 1, 1, 64, 1.f, m, o);
+  compare("attention no visible key -> 0", o, Tensor::zeros(DType::F32, {1, 64}), 0.f);
+}
+
+TEST(CudaOps, Elementwise) {
+  REQUIRE_GPU();
+  const int64_t n = 100003;
+  Tensor a = randn({n}, 3.f), b = randn({n}, 3.f);
+  Tensor da = gpu().to_device(a), db = gpu().to_device(b);
+  {
+    Tensor want = Tensor::empty(DType::F32, {n});
+    cpu().gelu_tanh_mul(a, b, want);
+    Tensor y = poisoned({n});
+    gpu().gelu_tanh_mul(da, db, y);
+    compare("gelu_tanh_mul", y, want, 1e-5f);
+    cpu().gelu_tanh(a, want);
+    gpu().gelu_tanh(da, y);
+    compare("gelu_tanh", y, want, 1e-5f);
+    cpu().add(a, b, want);
+    gpu().add(da, db, y);
+    compare("add", y, want, 0.f);
+    Tensor alias = gpu().to_device(a);
+    gpu().add(alias, db, alias);
+    compare("add (out aliases a)", alias, want, 0.f);
+  }
+  for (DType sdt : {DType::F32, DType::BF16}) {
+    Tensor s = Tensor::from_f32({0.8125f}, {1}).to(sdt);
+    Tensor want = a.to_f32();
+    cpu().scale(want, s);
+    Tensor y = gpu().to_device(a);
+    gpu().scale(y, gpu().to_device(s));
+    compare(fmt::format("scale by device {} tensor", dtype_name(sdt)), y, want, 0.f);
+  }
+  {
+    Tensor want = a.to_f32();
+    cpu().scale(want, 0.70710678f);
+    Tensor y = gpu().to_device(a);
+    gpu().scale(y, 0.70710678f);
+    compare("scale by constant", y, want, 0.f);
+  }
+  {
+    Tensor big = randn({n}, 40.f);
+    Tensor want = big.to_f32();
+    cpu().softcap(want, 30.f);
+    Tensor y = gpu().to_device(big);
+    gpu().softcap(y, 30.f);
+    compare("softcap 30", y, want, 1e-6f);
+  }
+}
+
+TEST(CudaOps, RejectsHostTensorsAndBackward) {
+  REQUIRE_GPU();
+  Tensor x = randn({2, 4}), w = randn({3, 4}), y = gpu().alloc(DType::F32, {2, 3});
+  EXPECT_THROW(gpu().linear(x, gpu().to_device(w), y), Error);
+  Tensor dw = gpu().to_device(w);
+  EXPECT_THROW(gpu().linear_backward(x, dw, y, nullptr, false, nullptr), Error);
+}
+
+// ---- whole models -------------------------------------------------------------------------------------
+std::vector<std::string> fixture_dirs() {
+  std::vector<std::string> dirs;
+  fs::path root = fs::path(test::source_dir()) / "tests" / "fixtures";
+  if (!fs::exists(root)) return dirs;
+  for (auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && fs::exists(e.path() / "reference.safetensors")) dirs.push_back(e.path().string());
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
+}
+
+Tensor opt(const SafetensorsFile& f, const std::string& name) { return f.has(name) ? f.get(name) : Tensor{}; }
+int64_t argmax(const float* p, int64_t n) { return std::max_element(p, p + n) - p; }
+
+class CudaParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaParity, LogitsMatchHuggingFaceAndCpu) {
+  REQUIRE_GPU();
+  const std::string dir = GetParam();
+  auto gm = Model::load(dir, {}, Device::CUDA);
+  auto cm = Model::load(dir, {}, Device::CPU);
+  auto in = SafetensorsFile::open(dir + "/inputs.safetensors");
+  auto ref = SafetensorsFile::open(dir + "/reference.safetensors");
+  MultimodalInputs mm;
+  mm.pixel_values = opt(*in, "pixel_values").to_f32();
+  if (in->has("image_position_ids"))
+    mm.image_position_ids = Tensor::from_i64(in->get("image_position_ids").i64_vector(), in->get("image_position_ids").shape);
+  mm.input_features = opt(*in, "input_features").to_f32();
+  std::vector<int64_t> ids = in->get("input_ids").i64_vector();
+  KVCache gc = gm->new_cache(), cc = cm->new_cache();
+  Tensor got = gm->forward(ids, gc, &mm, true);
+  Tensor cpu_logits = cm->forward(ids, cc, &mm, true);
+  Tensor want = ref->has("logits_f32_bf16scale") ? ref->get("logits_f32_bf16scale") : ref->get("logits");
+  ASSERT_EQ(got.shape, want.shape);
+  ASSERT_EQ(got.device, Device::CPU);
+  const int64_t T = want.dim(0), V = want.dim(1);
+  const float* g = got.ptr<float>();
+  const float* c = cpu_logits.ptr<float>();
+  std::vector<float> w = want.f32_vector();
+  bool fp32 = gm->weights().embed_tokens.dtype == DType::F32;
+  float maxdiff = 0, cpu_diff = 0;
+  int top1 = 0, top1_cpu = 0;
+  double min_cos = 1.0;
+  for (int64_t t = 0; t < T; ++t) {
+    double dot = 0, ng = 0, nw = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      float a = g[t * V + v], b = w[t * V + v];
+      maxdiff = std::max(maxdiff, std::fabs(a - b));
+      cpu_diff = std::max(cpu_diff, std::fabs(a - c[t * V + v]));
+      dot += double(a) * b, ng += double(a) * a, nw += double(b) * b;
+    }
+    min_cos = std::min(min_cos, dot / std::sqrt(ng * nw));
+    top1 += argmax(g + t * V, V) == argmax(w.data() + t * V, V);
+    top1_cpu += argmax(g + t * V, V) == argmax(c + t * V, V);
+  }
+  std::printf("  [cuda] %s: T=%lld V=%lld max|gpu-HF|=%.3g max|gpu-cpu|=%.3g min cosine=%.7f top1(HF)=%d/%lld "
+              "top1(cpu)=%d/%lld\n",
+              fs::path(dir).filename().c_str(), (long long)T, (long long)V, maxdiff, cpu_diff, min_cos, top1,
+              (long long)T, top1_cpu, (long long)T);
+  EXPECT_LE(cpu_diff, 1e-3f);
+  EXPECT_EQ(top1_cpu, T);
+  if (fp32) {
+    EXPECT_LE(maxdiff, 1e-3f);
+    EXPECT_EQ(top1, T);
+  } else {
+    EXPECT_GE(min_cos, 0.999);
+    EXPECT_GE(double(top1) / T, 0.98);
+  }
+}
+
+TEST_P(CudaParity, GreedyGenerationMatchesCpuAndHuggingFace) {
+  REQUIRE_GPU();
+  const std::string dir = GetParam();
+  auto ref = SafetensorsFile::open(dir + "/reference.safetensors");
+  if (!ref->has("gen_ids")) GTEST_SKIP() << "no generation reference in " << dir;
+  auto gm = Model::load(dir, {}, Device::CUDA);
+  auto cm = Model::load(dir, {}, Device::CPU);
+  std::vector<int64_t> prompt = ref->get("gen_prompt_ids").i64_vector();
+  std::vector<int64_t> want =
+      (ref->has("gen_ids_f32_bf16scale") ? ref->get("gen_ids_f32_bf16scale") : ref->get("gen_ids")).i64_vector();
+  GenerateOptions o = default_generate_options(gm->config());
+  o.max_new_tokens = int(want.size());
+  o.ignore_eos = true;
+  std::vector<int64_t> got = generate(*gm, prompt, o);
+  EXPECT_EQ(got, generate(*cm, prompt, o));
+  EXPECT_EQ(got, want);
+  if (ref->has("gen_ids_eos")) {
+    GenerateOptions e = default_generate_options(gm->config());
+    e.max_new_tokens = int(want.size());
+    EXPECT_EQ(generate(*gm, prompt, e), ref->get("gen_ids_eos").i64_vector());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaParity, ::testing::ValuesIn(fixture_dirs()),
+                         [](const auto& info) { return fs::path(info.param).filename().string(); });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CudaParity);
+
+// Random tiny models with every feature: prefill, step-by-step decode (device ring cache) and a chunk
+// equal one full forward on the GPU, and the GPU equals the CPU.
+ModelConfig tiny_config(bool ple_and_sharing, bool moe) {
+  ModelConfig c;
+  c.model_type = "gemma4_text";
+  TextConfig& t = c.text;
+  t.vocab_size = 97;
+  t.hidden_size = 32;
+  t.intermediate_size = 48;
+  t.num_hidden_layers = 6;
+  t.num_attention_heads = 4;
+  t.num_key_value_heads = 2;
+  t.head_dim = 8;
+  t.global_head_dim = 16;
+  t.num_global_key_value_heads = 1;
+  t.attention_k_eq_v = !ple_and_sharing;
+  t.layer_types = {LayerType::Sliding, LayerType::Sliding, LayerType::Full,
+                   LayerType::Sliding, LayerType::Sliding, LayerType::Full};
+  t.sliding_window = 4;
+  t.final_logit_softcapping = 30.0;
+  if (ple_and_sharing) {
+    t.hidden_size_per_layer_input = 8;
+    t.vocab_size_per_layer_input = 97;
+    t.num_kv_shared_layers = 3;
+    t.use_double_wide_mlp = true;
+  }
+  if (moe) {
+    t.enable_moe_block = true;
+    t.num_experts = 4;
+    t.top_k_experts = 2;
+    t.moe_intermediate_size = 16;
+  }
+  return c;
+}
+
+void prefill_decode_case(bool ple, bool moe, DType dt) {
+  ModelConfig cfg = tiny_config(ple, moe);
+  Model gm(cfg, random_weights(cfg, dt, 7), make_cuda_ops());
+  Model cm(cfg, random_weights(cfg, dt, 7));
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 19; ++i) ids.push_back((i * 37 + 11) % 97);
+  KVCache fc = gm.new_cache(), cc = cm.new_cache();
+  Tensor full = gm.forward(ids, fc, nullptr, true);
+  Tensor ref = cm.forward(ids, cc, nullptr, true);
+  const int64_t V = full.dim(1);
+  float cpu_diff = 0;
+  for (int64_t i = 0; i < full.numel(); ++i)
+    cpu_diff = std::max(cpu_diff, std::fabs(full.ptr<float>()[i] - ref.ptr<float>()[i]));
+  KVCache c = gm.new_cache();
+  std::vector<std::vector<float>> rows;
+  Tensor first = gm.forward(std::vector<int64_t>(ids.begin(), ids.begin() + 7), c, nullptr, true);
+  for (int64_t t = 0; t < 7; ++t) rows.emplace_back(first.ptr<float>() + t * V, first.ptr<float>() + (t + 1) * V);
+  for (size_t t = 7; t < 16; ++t) {
+    Tensor l = gm.forward({ids[t]}, c, nullptr, false);
+    rows.emplace_back(l.ptr<float>(), l.ptr<float>() + V);
+  }
+  Tensor chunk = gm.forward(std::vector<int64_t>(ids.begin() + 16, ids.end()), c, nullptr, true);
+  for (int64_t r = 0; r < chunk.dim(0); ++r) rows.emplace_back(chunk.ptr<float>() + r * V, chunk.ptr<float>() + (r + 1) * V);
+  ASSERT_EQ(rows.size(), ids.size());
+  float maxdiff = 0;
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (int64_t v = 0; v < V; ++v) maxdiff = std::max(maxdiff, std::fabs(rows[r][v] - full.ptr<float>()[r * V + v]));
+  std::printf("  [cuda] tiny ple=%d moe=%d %s: max|decode-full|=%.3g max|gpu-cpu|=%.3g\n", ple, moe, dtype_name(dt),
+              maxdiff, cpu_diff);
+  EXPECT_LT(maxdiff, 1e-4f);
+  EXPECT_LT(cpu_diff, 1e-4f);
+  for (int l = 0; l < cfg.text.num_hidden_layers; ++l)
+    if (c.has_layer(l) && cfg.text.layer_types[l] == LayerType::Sliding) EXPECT_LE(c.held(l), cfg.text.sliding_window);
+}
+
+TEST(CudaModel, PrefillThenDecodeEqualsFullForward) {
+  REQUIRE_GPU();
+  prefill_decode_case(false, false, DType::F32);
+}
+TEST(CudaModel, PrefillThenDecodeEqualsFullForwardPleKvSharing) {
+  REQUIRE_GPU();
+  prefill_decode_case(true, false, DType::F32);
+}
+TEST(CudaModel, PrefillThenDecodeEqualsFullForwardMoe) {
+  REQUIRE_GPU();
+  prefill_decode_case(false, true, DType::F32);
+}
+TEST(CudaModel, PrefillThenDecodeEqualsFullForwardBf16) {
+  REQUIRE_GPU();
+  prefill_decode_case(false, false, DType::BF16);
+}
+
+// ---- CLI ------------------------------------------------------------------------------------------------
+TEST(CudaCli, DeviceFlag) {
+  const std::string dir = test::source_dir() + "/tests/fixtures/unified_text_causal";
+  auto ref = SafetensorsFile::open(dir + "/reference.safetensors");
+  std::vector<int64_t> prompt = ref->get("gen_prompt_ids").i64_vector();
+  std::string ids;
+  for (size_t i = 0; i < prompt.size(); ++i) ids += (i ? "," : "") + std::to_string(prompt[i]);
+  auto cpu_run = test::run_gemma4({"generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "6",
+                                   "--ignore-eos", "--ids-only", "--device", "cpu"});
+  ASSERT_EQ(cpu_run.exit_code, 0) << cpu_run.err;
+  auto cuda_run = test::run_gemma4({"generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "6",
+                                    "--ignore-eos", "--ids-only", "--device", "cuda"});
+  auto bad = test::run_gemma4({"generate", "--model", dir, "--prompt-ids", ids, "--device", "tpu"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  if (!gpu_present()) {
+    // Without a GPU: one clear line and a non-zero exit.
+    EXPECT_NE(cuda_run.exit_code, 0);
+    EXPECT_NE(cuda_run.err.find("CUDA is not available"), std::string::npos) << cuda_run.err;
+    EXPECT_EQ(std::count(cuda_run.err.begin(), cuda_run.err.end(), '\n'), 1) << cuda_run.err;
+    GTEST_SKIP() << "no GPU: checked the --device cuda error only (" << g_why << ")";
+  }
+  ASSERT_EQ(cuda_run.exit_code, 0) << cuda_run.err;
+  EXPECT_EQ(cuda_run.out, cpu_run.out);
+  // The default picks the GPU when one is present; the output is the same.
+  auto auto_run = test::run_gemma4({"generate", "--model", dir, "--prompt-ids", ids, "--max-new-tokens", "6",
+                                    "--ignore-eos", "--ids-only"});
+  EXPECT_EQ(auto_run.out, cpu_run.out);
+}
+
+}  // namespace
