@@ -483,7 +483,9 @@ void prefill_decode_case(bool ple, bool moe, DType dt) {
   EXPECT_LT(maxdiff, 1e-4f);
   EXPECT_LT(cpu_diff, 1e-4f);
   for (int l = 0; l < cfg.text.num_hidden_layers; ++l)
-    if (c.has_layer(l) && cfg.text.layer_types[l] == LayerType::Sliding) EXPECT_LE(c.held(l), cfg.text.sliding_window);
+    if (c.has_layer(l) && cfg.text.layer_types[l] == LayerType::Sliding) {
+      EXPECT_LE(c.held(l), cfg.text.sliding_window);
+    }
 }
 
 TEST(CudaModel, PrefillThenDecodeEqualsFullForward) {
