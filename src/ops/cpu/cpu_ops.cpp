@@ -58,6 +58,8 @@ void add_into(float* dst, const float* src, int64_t n) {
 }
 
 class CpuOps final : public Ops {
+  const bool avx2_ = cpu::linear_has_avx2();  // vector kernels (AVX2/FMA/F16C) when the CPU has them
+
  public:
   Device device() const override { return Device::CPU; }
 
@@ -77,6 +79,12 @@ class CpuOps final : public Ops {
     check_f32(x, "rmsnorm");
     int64_t D = w && w->defined() ? w->numel() : x.dim(-1);
     int64_t rows = x.numel() / D;
+    if (avx2_) {
+      bool has_w = w && w->defined() && w->data;
+      cpu::rmsnorm_avx2(x.ptr<float>(), has_w ? w->data : nullptr, has_w ? w->dtype : DType::F32, rows, D, eps,
+                        y.ptr<float>());
+      return;
+    }
     std::vector<float> wv;
     if (w && w->defined()) wv = as_f32(*w);
     const float* xp = x.ptr<float>();
@@ -158,6 +166,9 @@ class CpuOps final : public Ops {
     const float* kp = k.ptr<float>();
     const float* vp = v.ptr<float>();
     float* op = o.ptr<float>();
+    if (avx2_ && cpu::attention_avx2(qp, kp, vp, T, S, n_q_heads, n_kv_heads, head_dim, scale, mask.q_pos, mask.k_pos,
+                                     mask.window, mask.q_block, mask.k_block, op))
+      return;
     int64_t qstride = int64_t(n_q_heads) * head_dim, kstride = int64_t(n_kv_heads) * head_dim;
 #pragma omp parallel if (T * S * n_q_heads * int64_t(head_dim) > 32768)
     {
@@ -203,6 +214,10 @@ class CpuOps final : public Ops {
 
   void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
     int64_t n = gate.numel();
+    if (avx2_) {
+      cpu::gelu_tanh_mul_avx2(gate.ptr<float>(), up.ptr<float>(), out.ptr<float>(), n);
+      return;
+    }
     const float *g = gate.ptr<float>(), *u = up.ptr<float>();
     float* o = out.ptr<float>();
 #pragma omp parallel for schedule(static) if (n > 65536)
