@@ -57,8 +57,33 @@ def question(a, op, b, rng):
     return rng.choice(TEMPLATES[op]).format(a=a, b=b)
 
 
-def answer(a, op, b):
+def columns(a, op, b):
+    """Column-by-column working, ones first: "965 + 687: 5+7=12, 6+8+1=15, 9+6+1=16" (the carry is added to
+    the next column); "731 - 58: 11-8=3, 13-5-1=7, 7-0-1=6" (a borrowed ten is written into the column, the
+    borrow taken from the next one). A negative difference is worked as -(b - a)."""
+    if op == "-" and a < b:
+        return f"{a} - {b} = -({b} - {a}), " + columns(b, "-", a)
+    da, db = str(a)[::-1], str(b)[::-1]
+    steps, carry = [], 0
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        if op == "+":
+            s = x + y + carry
+            steps.append(f"{x}+{y}" + ("+1" if carry else "") + f"={s}")
+            carry = s // 10
+        else:
+            borrow_in = carry
+            carry = 1 if x - y - borrow_in < 0 else 0
+            xx = x + 10 * carry
+            steps.append(f"{xx}-{y}" + ("-1" if borrow_in else "") + f"={xx - y - borrow_in}")
+    return f"{a} {op} {b}: " + ", ".join(steps)
+
+
+def answer(a, op, b, fmt="columns"):
     r = solve(a, op, b)
+    if fmt == "columns":
+        return f"{columns(a, op, b)}, so {a} {op} {b} = {r}.\n#### {r}"
     return f"{a} {op} {b} = {r}\n#### {r}"
 
 
@@ -95,6 +120,8 @@ def main(argv):
     ap.add_argument("--train", type=int, default=100000, help="training examples (problems may repeat)")
     ap.add_argument("--valid", type=int, default=500)
     ap.add_argument("--test", type=int, default=200)
+    ap.add_argument("--format", choices=["plain", "columns"], default="columns",
+                    help="assistant answer: 'a op b = r' (plain) or column-by-column working first (columns)")
     args = ap.parse_args(argv)
     for name in ("train", "valid", "test"):
         if getattr(args, name) < 0:
@@ -113,12 +140,12 @@ def main(argv):
             train.append(p)
 
     os.makedirs(args.out, exist_ok=True)
-    write_jsonl(os.path.join(args.out, "train.jsonl"), (chat_record(question(*p, rng), answer(*p)) for p in train))
-    write_jsonl(os.path.join(args.out, "valid.jsonl"), (chat_record(question(*p, rng), answer(*p)) for p in valid))
+    write_jsonl(os.path.join(args.out, "train.jsonl"), (chat_record(question(*p, rng), answer(*p, args.format)) for p in train))
+    write_jsonl(os.path.join(args.out, "valid.jsonl"), (chat_record(question(*p, rng), answer(*p, args.format)) for p in valid))
     test_q = [(p, question(*p, rng)) for p in test]
-    write_jsonl(os.path.join(args.out, "test.jsonl"), (chat_record(q, answer(*p)) for p, q in test_q))
+    write_jsonl(os.path.join(args.out, "test.jsonl"), (chat_record(q, answer(*p, args.format)) for p, q in test_q))
     write_jsonl(os.path.join(args.out, "test_gsm8k.jsonl"),
-                ({"question": q, "answer": answer(*p)} for p, q in test_q))
+                ({"question": q, "answer": answer(*p, args.format)} for p, q in test_q))
     print(f"wrote {len(train)} train, {len(valid)} valid, {len(test)} test problems to {args.out}")
 
 

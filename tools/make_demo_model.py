@@ -100,7 +100,7 @@ def tensor_specs(cfg):
     """(name, shape, init) for every stored tensor; init is 'normal', 'ones' or 'zeros'."""
     t = cfg["text_config"]
     H, V, I = t["hidden_size"], t["vocab_size"], t["intermediate_size"]
-    out = [(PREFIX + "embed_tokens.weight", [V, H], "normal"), (PREFIX + "norm.weight", [H], "ones")]
+    out = [(PREFIX + "embed_tokens.weight", [V, H], "embed"), (PREFIX + "norm.weight", [H], "ones")]
     for i, kind in enumerate(t["layer_types"]):
         p = f"{PREFIX}layers.{i}."
         full = kind == "full_attention"
@@ -118,12 +118,12 @@ def tensor_specs(cfg):
             (p + "self_attn.o_proj.weight", [H, nh * hd], "normal"),
             (p + "self_attn.q_norm.weight", [hd], "qk_norm"),
             (p + "self_attn.k_norm.weight", [hd], "qk_norm"),
-            (p + "post_attention_layernorm.weight", [H], "ones"),
+            (p + "post_attention_layernorm.weight", [H], "post_norm"),
             (p + "pre_feedforward_layernorm.weight", [H], "ones"),
             (p + "mlp.gate_proj.weight", [I, H], "normal"),
             (p + "mlp.up_proj.weight", [I, H], "normal"),
             (p + "mlp.down_proj.weight", [H, I], "normal"),
-            (p + "post_feedforward_layernorm.weight", [H], "ones"),
+            (p + "post_feedforward_layernorm.weight", [H], "post_norm"),
             (p + "layer_scalar", [1], "ones"),
         ]
     v = cfg["vision_config"]
@@ -184,6 +184,11 @@ def main(argv):
     ap.add_argument("--init-std", type=float, default=0.02)
     ap.add_argument("--qk-norm-init", choices=["scaled", "ones"], default="scaled",
                     help="initial q_norm/k_norm weights: head_dim^-0.25 (scaled) or 1 (as transformers)")
+    ap.add_argument("--embed-init", choices=["scaled", "normal"], default="scaled",
+                    help="embed_tokens std: hidden^-0.5 (scaled: the sqrt(hidden)-scaled embeddings start at RMS 1) "
+                         "or --init-std (as transformers)")
+    ap.add_argument("--post-norm-init", choices=["scaled", "ones"], default="scaled",
+                    help="post-attention/post-feedforward norm weights: (2*layers)^-0.5 (scaled) or 1")
     a = ap.parse_args(argv)
     for k in ("vocab_size", "hidden", "layers", "full_every", "heads", "kv_heads", "head_dim", "global_head_dim",
               "intermediate", "window", "max_positions"):
@@ -202,13 +207,17 @@ def main(argv):
         n = 1
         for d in shape:
             n *= d
-        if init == "normal":
-            data = array.array("f", (rng.gauss(0.0, a.init_std) for _ in range(n)))
+        if init in ("normal", "embed"):
+            std = a.init_std
+            if init == "embed" and a.embed_init == "scaled":
+                std = cfg["text_config"]["hidden_size"] ** -0.5
+            data = array.array("f", (rng.gauss(0.0, std) for _ in range(n)))
         else:
             # Gemma 4 attends with scale 1.0 after q/k RMSNorm, so attention logits start with std sqrt(head_dim)
             # when the norm weights are 1 (near one-hot attention, slow to train from scratch). qk_norm weights
             # start at head_dim^-0.25 instead: logits with std 1, as 1/sqrt(head_dim) scaling would give.
-            v = {"ones": 1.0, "zeros": 0.0, "qk_norm": shape[0] ** -0.25 if a.qk_norm_init == "scaled" else 1.0}[init]
+            v = {"ones": 1.0, "zeros": 0.0, "qk_norm": shape[0] ** -0.25 if a.qk_norm_init == "scaled" else 1.0,
+                 "post_norm": (2 * a.layers) ** -0.5 if a.post_norm_init == "scaled" else 1.0}[init]
             data = array.array("f", [v]) * n
         tensors.append((name, shape, data))
         n_params += n
