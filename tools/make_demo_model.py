@@ -179,7 +179,7 @@ def main(argv):
     ap.add_argument("--head-dim", type=int, default=32)
     ap.add_argument("--global-head-dim", type=int, default=64)
     ap.add_argument("--intermediate", type=int, default=512)
-    ap.add_argument("--window", type=int, default=32, help="sliding_window of the sliding layers")
+    ap.add_argument("--window", type=int, default=64, help="sliding_window of the sliding layers")
     ap.add_argument("--max-positions", type=int, default=1024)
     ap.add_argument("--init-std", type=float, default=0.02)
     ap.add_argument("--qk-norm-init", choices=["scaled", "ones"], default="scaled",
