@@ -1,9 +1,12 @@
-// CUDA benchmark of the first (correctness-first) CUDA backend on a random-weight model with real shapes
-// (default: the 12B Unified text model, bf16 weights). Every figure comes with a ceiling measured in the
-// same run on the same GPU: decode tok/s against the memory-bandwidth roofline (device copy bandwidth /
-// weight bytes read per token). Weights are generated on the device side (tiled from a random host pool),
-// so no 24 GB host copy is made.
-// Usage: bench_cuda [--arch 12b] [--prefill 512,4096] [--decode N]
+// CUDA benchmark on a random-weight model with real shapes (default: the 12B Unified text model, bf16
+// weights, bf16 precision). Every figure comes with a ceiling measured in the same run on the same GPU:
+// decode tok/s against the memory-bandwidth roofline (device copy bandwidth / weight bytes read per token).
+// Weights are generated on the device (tiled from a random host pool), so no 24 GB host copy is made.
+// Decode at context C: the cache is filled by a chunked prefill of C tokens (chunks of --chunk), then
+// --decode greedy steps are timed (median). tools/bench_gpu.sh runs this and HF transformers on the same
+// config and prints the comparison table.
+// Usage: bench_cuda [--arch 12b] [--precision bf16|f32] [--prefill 512,4096] [--contexts 512,4096,32768]
+//                   [--decode N] [--chunk 4096] [--json FILE]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -84,24 +87,33 @@ std::vector<int64_t> parse_list(const std::string& s) {
 
 int main(int argc, char** argv) {
   try {
-    std::string arch = "12b";
-    std::vector<int64_t> prefill = {512, 4096};
-    int decode = 16;
+    std::string arch = "12b", json_path, precision = "bf16";
+    std::vector<int64_t> prefill = {512, 4096}, contexts = {512, 4096, 32768};
+    int decode = 32;
+    int64_t chunk = 4096;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a == "--arch" && i + 1 < argc) arch = argv[++i];
+      else if (a == "--precision" && i + 1 < argc) precision = argv[++i];
       else if (a == "--prefill" && i + 1 < argc) prefill = parse_list(argv[++i]);
+      else if (a == "--contexts" && i + 1 < argc) contexts = parse_list(argv[++i]);
       else if (a == "--decode" && i + 1 < argc) decode = std::atoi(argv[++i]);
-      else throw Error("usage: bench_cuda [--arch 12b] [--prefill 512,4096] [--decode N]");
+      else if (a == "--chunk" && i + 1 < argc) chunk = std::atoll(argv[++i]);
+      else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+      else
+        throw Error("usage: bench_cuda [--arch 12b] [--precision bf16|f32] [--prefill 512,4096] "
+                    "[--contexts 512,4096,32768] [--decode N] [--chunk 4096] [--json FILE]");
     }
     std::string why;
     if (!cuda_available(&why)) {
       std::printf("bench_cuda: skipped: %s\n", why.c_str());
       return 0;
     }
+    const Precision prec = select_precision(precision).value_or(Precision::BF16);
     cudaDeviceProp prop{};
     ck(cudaGetDeviceProperties(&prop, 0), "properties");
-    std::printf("GPU: %s, %d SMs, %.1f GiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+    std::printf("GPU: %s, %d SMs, %.1f GiB; precision %s\n", prop.name, prop.multiProcessorCount,
+                prop.totalGlobalMem / 1073741824.0, precision_name(prec));
     const double bw = copy_bandwidth(size_t(2) << 30);
     std::printf("device copy bandwidth (read+write): %.0f GB/s\n", bw / 1e9);
 
@@ -111,7 +123,7 @@ int main(int argc, char** argv) {
     bo.use_audio = false;
     cfg.vision.reset();
     cfg.audio.reset();
-    auto ops = make_cuda_ops();
+    auto ops = make_cuda_ops(prec);
     // Random pools on the host, tiled into every weight on the device.
     const int64_t pool_n = int64_t(1) << 24;
     std::mt19937 g(42);
@@ -121,63 +133,104 @@ int main(int argc, char** argv) {
       small.ptr<uint16_t>()[i] = f32_to_bf16(nd(g));
       near1.ptr<uint16_t>()[i] = f32_to_bf16(nn(g));
     }
-    Tensor dsmall = ops->to_device(small), dnear1 = ops->to_device(near1);
     double t0 = now();
     size_t weight_bytes = 0;
     Weights w;
-    for_each_parameter(cfg, Layout::UnifiedConditional, bo, w, [&](const ExpectedTensor& e, Tensor& slot) {
-      slot = ops->alloc(DType::BF16, e.shape);
-      weight_bytes += slot.nbytes();
-      const bool norm = e.name.find("norm") != std::string::npos || e.name.find("layer_scalar") != std::string::npos;
-      const Tensor& src = norm ? dnear1 : dsmall;
-      Tensor flat = slot.reshape({slot.numel()});
-      for (int64_t o = 0; o < flat.numel(); o += pool_n) {
-        int64_t n = std::min(pool_n, flat.numel() - o);
-        Tensor d = flat.slice_rows(o, o + n);
-        ops->copy(src.slice_rows(0, n), d);
-      }
-    });
+    {
+      Tensor dsmall = ops->to_device(small), dnear1 = ops->to_device(near1);
+      for_each_parameter(cfg, Layout::UnifiedConditional, bo, w, [&](const ExpectedTensor& e, Tensor& slot) {
+        slot = ops->alloc(DType::BF16, e.shape);
+        weight_bytes += slot.nbytes();
+        const bool norm = e.name.find("norm") != std::string::npos || e.name.find("layer_scalar") != std::string::npos;
+        const Tensor& src = norm ? dnear1 : dsmall;
+        Tensor flat = slot.reshape({slot.numel()});
+        for (int64_t o = 0; o < flat.numel(); o += pool_n) {
+          int64_t n = std::min(pool_n, flat.numel() - o);
+          Tensor d = flat.slice_rows(o, o + n);
+          ops->copy(src.slice_rows(0, n), d);
+        }
+      });
+      ops->synchronize();
+    }
     if (cfg.text.tie_word_embeddings) w.lm_head = w.embed_tokens;
-    ops->synchronize();
     Model m(cfg, std::move(w), std::move(ops));
-    std::printf("model %s: %.2f GB of bf16 weights made on the GPU in %.1f s; GPU memory in use %.1f GB\n",
-                arch.c_str(), weight_bytes / 1e9, now() - t0, used_bytes() / 1e9);
+    const double made_s = now() - t0;
+    std::printf("model %s: %.2f GB of bf16 weights made on the GPU in %.1f s\n", arch.c_str(), weight_bytes / 1e9,
+                made_s);
     const double roofline = bw / double(weight_bytes);  // tok/s if every weight byte is read once per token
     const int64_t V = cfg.text.vocab_size;
-    std::printf("%-34s %12s %12s %12s\n", "phase", "tok/s", "roofline", "ratio");
-    // Warm-up (module load, cuBLAS handles).
-    {
+    auto ids_of = [&](int64_t T, int64_t salt) {
+      std::vector<int64_t> ids(T);
+      for (int64_t i = 0; i < T; ++i) ids[i] = ((i + salt) * 7919 + 13) % V;
+      return ids;
+    };
+    auto argmax = [&](const Tensor& l) {
+      return int64_t(std::max_element(l.ptr<float>(), l.ptr<float>() + V) - l.ptr<float>());
+    };
+    {  // warm-up: module load, cuBLAS handles and workspaces, the pool
       KVCache c = m.new_cache();
-      m.forward({2, 3, 4}, c, nullptr, false);
+      m.forward(ids_of(600, 1), c, nullptr, false);
       m.forward({5}, c, nullptr, false);
     }
-    size_t peak = used_bytes();
+    std::string json = fmt::format("{{\"gpu\": \"{}\", \"precision\": \"{}\", \"copy_bandwidth_gbs\": {:.1f}, "
+                                   "\"weight_gb\": {:.3f}, \"roofline_tok_s\": {:.2f}",
+                                   prop.name, precision_name(prec), bw / 1e9, weight_bytes / 1e9, roofline);
+    std::printf("%-34s %12s %12s %12s\n", "phase", "tok/s", "roofline", "ratio");
     for (int64_t T : prefill) {
-      std::vector<int64_t> ids(T);
-      for (int64_t i = 0; i < T; ++i) ids[i] = (i * 7919 + 13) % V;
-      KVCache c = m.new_cache();
-      double a = now();
-      Tensor l = m.forward(ids, c, nullptr, false);
-      double pt = now() - a;
-      peak = std::max(peak, used_bytes());
-      std::printf("%-34s %12.1f %12s %12s\n", fmt::format("prefill {}", T).c_str(), T / pt, "-", "-");
+      std::vector<double> times;
+      for (int rep = 0; rep < 3; ++rep) {
+        KVCache c = m.new_cache();
+        double a = now();
+        m.forward(ids_of(T, rep), c, nullptr, false);  // returns host logits: the GPU work is done
+        times.push_back(now() - a);
+      }
+      std::sort(times.begin(), times.end());
+      const double tps = T / times[1];
+      std::printf("%-34s %12.1f %12s %12s\n", fmt::format("prefill {}", T).c_str(), tps, "-", "-");
+      json += fmt::format(", \"prefill_{}_tok_s\": {:.1f}", T, tps);
       std::fflush(stdout);
-      int64_t id = std::max_element(l.ptr<float>(), l.ptr<float>() + V) - l.ptr<float>();
+    }
+    size_t peak_all = 0;
+    for (int64_t C : contexts) {
+      m.ops().release_cached_memory();
+      m.ops().reset_memory_peak();
+      KVCache c = m.new_cache();
+      Tensor l;
+      const double a = now();
+      for (int64_t p = 0; p < C; p += chunk) {
+        auto ids = ids_of(std::min(chunk, C - p), p);
+        l = m.forward(ids, c, nullptr, false);
+      }
+      const double fill_s = now() - a;
+      int64_t id = argmax(l);
       std::vector<double> times;
       for (int s = 0; s < decode; ++s) {
         double b = now();
         Tensor d = m.forward({id}, c, nullptr, false);
+        id = argmax(d);
         times.push_back(now() - b);
-        id = std::max_element(d.ptr<float>(), d.ptr<float>() + V) - d.ptr<float>();
       }
       std::sort(times.begin(), times.end());
       const double tps = 1.0 / times[times.size() / 2];
-      peak = std::max(peak, used_bytes());
-      std::printf("%-34s %12.2f %12.1f %11.1f%%\n", fmt::format("decode batch 1, context {}", T).c_str(), tps, roofline,
-                  100.0 * tps / roofline);
+      const auto ms = m.ops().memory_stats();
+      peak_all = std::max(peak_all, ms.peak_reserved);
+      std::printf("%-34s %12.2f %12.1f %11.1f%%   (prefill of the context: %.1f s = %.0f tok/s; peak GPU memory %.1f GB)\n",
+                  fmt::format("decode batch 1, context {}", C).c_str(), tps, roofline, 100.0 * tps / roofline, fill_s,
+                  C / fill_s, ms.peak_reserved / 1e9);
+      json += fmt::format(", \"decode_ctx{}_tok_s\": {:.2f}, \"peak_gb_ctx{}\": {:.2f}, \"prefill_chunked_{}_tok_s\": {:.1f}",
+                          C, tps, C, ms.peak_reserved / 1e9, C, C / fill_s);
       std::fflush(stdout);
     }
-    std::printf("peak GPU memory in use (cudaMemGetInfo, sampled): %.1f GB\n", peak / 1e9);
+    std::printf("%-34s %12s\n", "decode batch 8 / 32", "n/a (batched generation is not implemented)");
+    std::printf("peak GPU memory (caching allocator, reserved): %.1f GB; cudaMemGetInfo now: %.1f GB\n",
+                peak_all / 1e9, used_bytes() / 1e9);
+    json += fmt::format(", \"peak_gb\": {:.2f}}}\n", peak_all / 1e9);
+    if (!json_path.empty()) {
+      FILE* f = std::fopen(json_path.c_str(), "w");
+      if (!f) throw Error("{}: cannot write", json_path);
+      std::fputs(json.c_str(), f);
+      std::fclose(f);
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda: error: %s\n", e.what());

@@ -17,8 +17,8 @@ Tensor optional_tensor(const SafetensorsFile& f, const std::string& name, bool i
 }
 
 int run_forward(const std::vector<std::string>& argv) {
-  Args a(argv, {"--model", "--inputs", "--out", "--device"}, {},
-         "gemma4 forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda]");
+  Args a(argv, {"--model", "--inputs", "--out", "--device", "--precision"}, {},
+         "gemma4 forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda] [--precision auto|f32|bf16]");
   // Default: cuda when a GPU is present, else cpu (issue 4); asking for cuda without one is an error.
   const Device device = select_device(a.get_or("--device", "auto"));
   std::string in_path = a.get("--inputs"), out_path = a.get("--out");
@@ -40,7 +40,7 @@ int run_forward(const std::vector<std::string>& argv) {
   if (mm.pixel_values.data && !mm.image_position_ids.data)
     throw Error("{}: pixel_values given without image_position_ids", in_path);
 
-  auto model = Model::load(a.get("--model"), {}, device);
+  auto model = Model::load(a.get("--model"), {}, device, select_precision(a.get_or("--precision", "auto")));
   KVCache cache = model->new_cache();
   Tensor logits = model->forward(ids, cache, &mm, /*all_logits=*/true);
   save_safetensors(out_path, {{"logits", logits}});

@@ -28,10 +28,10 @@ std::vector<int64_t> parse_ids(const std::string& s) {
 
 int run_generate(const std::vector<std::string>& argv) {
   Args a(argv, {"--model", "--prompt-ids", "--prompt", "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--seed",
-                "--device"},
+                "--device", "--precision"},
          {"--ids-only", "--ignore-eos"},
          "gemma4 generate --model DIR (--prompt-ids 2,17,9 | --prompt TEXT) --max-new-tokens N [--temperature T] "
-         "[--top-k K] [--top-p P] [--seed S] [--ids-only] [--ignore-eos] [--device cpu|cuda]");
+         "[--top-k K] [--top-p P] [--seed S] [--ids-only] [--ignore-eos] [--device cpu|cuda] [--precision auto|f32|bf16]");
   // Default: cuda when a GPU is present, else cpu (issue 4); asking for cuda without one is an error.
   const Device device = select_device(a.get_or("--device", "auto"));
   if (a.has("--prompt-ids") == a.has("--prompt")) throw UsageError("give exactly one of --prompt-ids and --prompt");
@@ -39,7 +39,7 @@ int run_generate(const std::vector<std::string>& argv) {
   long long max_new = a.get_int("--max-new-tokens", 32);
   if (max_new < 0) throw UsageError("--max-new-tokens must be >= 0");
 
-  auto model = Model::load(dir, {}, device);
+  auto model = Model::load(dir, {}, device, select_precision(a.get_or("--precision", "auto")));
   std::shared_ptr<Tokenizer> tok;
   std::vector<int64_t> prompt;
   if (a.has("--prompt")) {

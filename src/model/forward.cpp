@@ -202,6 +202,13 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
         set.v = cache.v_all(int(li));
         set.pos.resize(cache.held(int(li)));
         std::iota(set.pos.begin(), set.pos.end(), int64_t(0));
+      } else if (T == 1) {
+        // Decode step: the new key evicts the one position the query can no longer see, so append first
+        // and attend over the ring's slots in place (no gather copy).
+        cache.append(int(li), pos0, k, v);
+        set.k = cache.ring_k(int(li));
+        set.v = cache.ring_v(int(li));
+        cache.slot_positions(int(li), set.pos);
       } else {
         // The held window (oldest first) followed by this call's keys, assembled contiguously.
         const int64_t n = cache.held(int(li));

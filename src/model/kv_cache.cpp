@@ -101,6 +101,27 @@ int64_t KVCache::gather(int layer, Tensor& k_out, Tensor& v_out, std::vector<int
   return L.count;
 }
 
+Tensor KVCache::ring_k(int layer) const {
+  const Layer& L = layers_.at(layer);
+  G4_CHECK(L.capacity > 0 && L.count > 0, "KV cache: ring_k of layer {} (not a ring, or empty)", layer);
+  return L.k.slice_rows(0, L.count);  // while count < capacity the filled slots are 0 .. count-1
+}
+
+Tensor KVCache::ring_v(int layer) const {
+  const Layer& L = layers_.at(layer);
+  G4_CHECK(L.capacity > 0 && L.count > 0, "KV cache: ring_v of layer {} (not a ring, or empty)", layer);
+  return L.v.slice_rows(0, L.count);
+}
+
+void KVCache::slot_positions(int layer, std::vector<int64_t>& pos) const {
+  const Layer& L = layers_.at(layer);
+  G4_CHECK(L.capacity > 0, "KV cache: slot_positions of a layer that is not a ring");
+  pos.resize(L.count);
+  // Slot i holds the one position p in [start_pos, start_pos + count) with p % capacity == i.
+  const int64_t first_slot = L.start_pos % L.capacity;
+  for (int64_t i = 0; i < L.count; ++i) pos[i] = L.start_pos + (i - first_slot + L.capacity) % L.capacity;
+}
+
 Tensor KVCache::k_all(int layer) const {
   const Layer& L = layers_.at(layer);
   G4_CHECK(L.capacity == 0, "KV cache: k_all of a ring layer");

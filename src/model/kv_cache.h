@@ -37,6 +37,12 @@ class KVCache {
   int64_t capacity(int layer) const { return layers_[layer].capacity; }
   bool has_layer(int layer) const { return layers_[layer].kv_dim > 0; }
   bool is_ring(int layer) const { return layers_[layer].capacity > 0; }
+  // Ring (sliding) layers: the held slots as [held, kv_dim] views in slot order (not position order) and
+  // the position each slot holds. Attention is order-free (the mask reads each key's position), so a
+  // one-token decode step attends over the ring in place instead of gathering it (spec §6.1).
+  Tensor ring_k(int layer) const;
+  Tensor ring_v(int layer) const;
+  void slot_positions(int layer, std::vector<int64_t>& pos) const;
   // Full (unbounded) layers: contiguous K/V of positions 0 .. held(layer)-1, as [held, kv_dim] views.
   Tensor k_all(int layer) const;
   Tensor v_all(int layer) const;

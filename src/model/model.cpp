@@ -29,13 +29,16 @@ void for_each_tensor(Weights& w, Fn&& fn) {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& dir, const BindOptions& opt, Device device) {
+std::unique_ptr<Model> Model::load(const std::string& dir, const BindOptions& opt, Device device,
+                                   std::optional<Precision> precision) {
   G4_CHECK(std::filesystem::is_directory(dir), "{}: not a model directory", dir);
   ModelConfig cfg = ModelConfig::from_dir(dir);
   TensorStore store = TensorStore::open(dir);
   KeyAccounting acct;
   Weights w = bind_weights(cfg, store, acct, opt);
-  auto m = std::make_unique<Model>(std::move(cfg), std::move(w), make_ops(device));
+  const bool half_stored = w.embed_tokens.dtype == DType::BF16 || w.embed_tokens.dtype == DType::F16;
+  const Precision p = precision ? *precision : (half_stored ? Precision::BF16 : Precision::F32);
+  auto m = std::make_unique<Model>(std::move(cfg), std::move(w), make_ops(device, p));
   m->acct_ = std::move(acct);
   return m;
 }

@@ -2,6 +2,7 @@
 // once against the Ops interface (forward.cpp). Spec §2 (text), §4 (embedders), §8 (family features).
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,10 @@ class Model {
  public:
   // Loads config.json (+ generation_config.json) and the safetensors of DIR with strict key accounting.
   // `device`: the backend that runs the forward (CUDA: the weights are uploaded once, in their stored dtype).
-  static std::unique_ptr<Model> load(const std::string& dir, const BindOptions& opt = {}, Device device = Device::CPU);
+  // `precision` (GPU only; ops.h): nullopt = auto: BF16 on a GPU when the checkpoint is stored in bf16/f16,
+  // else F32. The CPU always computes in fp32.
+  static std::unique_ptr<Model> load(const std::string& dir, const BindOptions& opt = {}, Device device = Device::CPU,
+                                     std::optional<Precision> precision = std::nullopt);
   // A model over given weights (random init for benchmarks, training). With a non-CPU `ops`, the weights
   // are copied to its device once; weights() keeps the host tensors (training and export read those).
   Model(ModelConfig cfg, Weights w, std::unique_ptr<Ops> ops = nullptr);

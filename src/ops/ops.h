@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,10 +29,17 @@ struct AttnMask {
   }
 };
 
+// Arithmetic of the matmuls and attention: F32 (exact fp32, the parity mode; the only mode of the CPU
+// backend) or BF16 (GPU: bf16 GEMM inputs on tensor cores with fp32 accumulation; norms, softmax, RoPE and
+// the residual stream stay fp32).
+enum class Precision { F32, BF16 };
+const char* precision_name(Precision p);
+
 class Ops {
  public:
   virtual ~Ops() = default;
   virtual Device device() const = 0;
+  virtual Precision precision() const { return Precision::F32; }
 
   // ---- Memory on this backend's device (the CPU defaults are plain host memory).
   // A fresh, uninitialised tensor on the device.
@@ -47,6 +55,15 @@ class Ops {
   }
   // Waits for queued device work (no-op on the CPU).
   virtual void synchronize() {}
+  // Device memory accounting of a GPU backend's caching allocator (zeros on the CPU): bytes held by live
+  // tensors, bytes reserved from the driver (live + cached), and the peak of reserved since the last reset.
+  struct MemoryStats {
+    size_t in_use = 0, reserved = 0, peak_reserved = 0;
+  };
+  virtual MemoryStats memory_stats() const { return {}; }
+  virtual void reset_memory_peak() {}
+  // Returns cached (free) device blocks to the driver.
+  virtual void release_cached_memory() {}
 
   // y[M,N] = x[M,K] . w[N,K]^T (+ b[N] when b is defined). x, y F32.
   virtual void linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* b = nullptr) = 0;
@@ -96,13 +113,15 @@ class Ops {
 
 std::unique_ptr<Ops> make_cpu_ops();
 // The CUDA backend (ops/cuda); throws Error when this build has no CUDA or no device is present.
-std::unique_ptr<Ops> make_cuda_ops();
-std::unique_ptr<Ops> make_ops(Device d);
+std::unique_ptr<Ops> make_cuda_ops(Precision p = Precision::F32);
+std::unique_ptr<Ops> make_ops(Device d, Precision p = Precision::F32);
 // True when this build has CUDA support and a CUDA device is present; else false with the reason in *why.
 bool cuda_available(std::string* why = nullptr);
 // The --device flag: "cpu", "cuda", or "" / "auto" (cuda when available, else cpu). Requesting cuda
 // where it is unavailable is an Error naming the reason.
 Device select_device(const std::string& requested);
 const char* device_name(Device d);
+// The --precision flag: "f32", "bf16", or "" / "auto" (nullopt: the model picks, see Model::load).
+std::optional<Precision> select_precision(const std::string& requested);
 
 }  // namespace gemma4

@@ -3,7 +3,7 @@
 
 #ifdef GEMMA4_HAS_CUDA
 namespace gemma4::cuda {
-std::unique_ptr<Ops> make_ops();
+std::unique_ptr<Ops> make_ops(Precision p);
 bool device_available(std::string* why);
 }  // namespace gemma4::cuda
 #endif
@@ -19,17 +19,22 @@ bool cuda_available(std::string* why) {
 #endif
 }
 
-std::unique_ptr<Ops> make_cuda_ops() {
+std::unique_ptr<Ops> make_cuda_ops(Precision p) {
   std::string why;
   if (!cuda_available(&why)) throw Error("CUDA is not available: {}", why);
 #ifdef GEMMA4_HAS_CUDA
-  return cuda::make_ops();
+  return cuda::make_ops(p);
 #else
+  (void)p;
   return nullptr;  // unreachable
 #endif
 }
 
-std::unique_ptr<Ops> make_ops(Device d) { return d == Device::CUDA ? make_cuda_ops() : make_cpu_ops(); }
+std::unique_ptr<Ops> make_ops(Device d, Precision p) {
+  return d == Device::CUDA ? make_cuda_ops(p) : make_cpu_ops();
+}
+
+const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : "f32"; }
 
 Device select_device(const std::string& requested) {
   if (requested.empty() || requested == "auto") return cuda_available() ? Device::CUDA : Device::CPU;
@@ -40,6 +45,13 @@ Device select_device(const std::string& requested) {
     return Device::CUDA;
   }
   throw UsageError("--device {}: expected cpu, cuda or auto", requested);
+}
+
+std::optional<Precision> select_precision(const std::string& requested) {
+  if (requested.empty() || requested == "auto") return std::nullopt;
+  if (requested == "f32" || requested == "fp32" || requested == "float32") return Precision::F32;
+  if (requested == "bf16" || requested == "bfloat16") return Precision::BF16;
+  throw UsageError("--precision {}: expected auto, f32 or bf16", requested);
 }
 
 const char* device_name(Device d) { return d == Device::CUDA ? "cuda" : "cpu"; }

@@ -6,6 +6,9 @@
 // Without a GPU every test skips with a printed reason.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +22,8 @@
 #include "model/model.h"
 #include "model/rope.h"
 #include "ops/ops.h"
+#include "text/tokenizer.h"
+#include "train/eval_prompt.h"
 #include "test_util.h"
 
 using namespace gemma4;
@@ -41,6 +46,10 @@ bool gpu_present() {
 
 Ops& gpu() {
   static std::unique_ptr<Ops> o = make_cuda_ops();
+  return *o;
+}
+Ops& gpu_bf16() {
+  static std::unique_ptr<Ops> o = make_cuda_ops(Precision::BF16);
   return *o;
 }
 Ops& cpu() {
@@ -140,7 +149,23 @@ TEST(CudaOps, Linear) {
           gpu().linear(dx, dw, y, bias ? &db : nullptr);
           compare(fmt::format("linear w={} M={} K={} N={}{}", dtype_name(wdt), M, K, N, bias ? " +bias" : ""), y,
                   want, 1e-5f);
+          // BF16 precision: tensor cores for M > 8 (x rounded to bf16), bf16 copies of F32 weights.
+          Tensor yb = gpu_bf16().alloc(DType::F32, {M, N});
+          gpu_bf16().linear(gpu_bf16().to_device(x), gpu_bf16().to_device(w), yb,
+                            bias ? &db : nullptr);
+          compare(fmt::format("linear bf16 w={} M={} K={} N={}{}", dtype_name(wdt), M, K, N, bias ? " +bias" : ""),
+                  yb, want, 2e-2f);
         }
+  // Decode-shaped 12B matmuls through the 16-byte-load GEMV (K of 3840 / 15360, N of 4096).
+  for (auto [K, N] : {std::pair<int64_t, int64_t>{3840, 4096}, {15360, 520}})
+    for (int64_t M : {1, 2, 5}) {
+      Tensor x = randn({M, K}), w = randn({N, K}, 0.02f, DType::BF16);
+      Tensor want = Tensor::empty(DType::F32, {M, N});
+      cpu().linear(x, w, want, nullptr);
+      Tensor y = poisoned({M, N});
+      gpu().linear(gpu().to_device(x), gpu().to_device(w), y, nullptr);
+      compare(fmt::format("linear gemv bf16 M={} K={} N={}", M, K, N), y, want, 1e-5f);
+    }
 }
 
 TEST(CudaOps, RmsNormAndLayerNorm) {
@@ -229,6 +254,12 @@ TEST(CudaOps, Attention) {
       {"block overlay hd32 window 6", 20, 20, 2, 1, 32, 6, 0, false, true},
       {"hd100 (not a multiple of 32)", 9, 9, 2, 2, 100, 0, 0, false, false},
       {"long prefill hd256 window 64", 300, 300, 4, 2, 256, 64, 0, false, false},
+      {"prefill after cache hd256 window 32", 40, 100, 4, 2, 256, 32, 60, false, false},
+      {"prefill after cache mqa hd512", 24, 90, 8, 1, 512, 0, 66, false, false},
+      {"prefill 1100 (several query chunks) gqa hd64 window 300", 1100, 1100, 4, 2, 64, 300, 0, false, false},
+      {"decode mqa hd512 4096 keys (many splits)", 1, 4096, 16, 1, 512, 0, 4095, false, false},
+      {"decode gqa hd256 ring window 1024", 1, 1024, 16, 8, 256, 1024, 5000, true, false},
+      {"speculative 3 queries mqa hd512", 3, 700, 16, 1, 512, 0, 697, false, false},
   };
   for (const AttnCase& c : cases) {
     std::vector<int64_t> qpos(c.T), kpos(c.S);
@@ -253,6 +284,11 @@ TEST(CudaOps, Attention) {
     Tensor o = poisoned(q.shape);
     gpu().attention(gpu().to_device(q), gpu().to_device(k), gpu().to_device(v), c.hq, c.hkv, c.hd, 1.0f, m, o);
     compare("attention " + c.name, o, want, 2e-5f);
+    // BF16 precision: tensor-core prefill (bf16 Q/K/V/P) or the fp32 split kernel for few queries.
+    Tensor ob = gpu_bf16().alloc(DType::F32, q.shape);
+    gpu_bf16().attention(gpu_bf16().to_device(q), gpu_bf16().to_device(k), gpu_bf16().to_device(v), c.hq, c.hkv, c.hd,
+                         1.0f, m, ob);
+    compare("attention bf16 " + c.name, ob, want, 3e-2f);
   }
   // A query that sees no key gives zeros.
   std::vector<int64_t> qpos = {0}, kpos = {5, 6, 7};
@@ -335,10 +371,72 @@ int64_t argmax(const float* p, int64_t n) { return std::max_element(p, p + n) - 
 
 class CudaParity : public ::testing::TestWithParam<std::string> {};
 
+// The fixture's inputs through a model; logits [T, V] on the host.
+Tensor fixture_logits(Model& m, const std::string& dir) {
+  auto in = SafetensorsFile::open(dir + "/inputs.safetensors");
+  MultimodalInputs mm;
+  mm.pixel_values = opt(*in, "pixel_values").to_f32();
+  if (in->has("image_position_ids"))
+    mm.image_position_ids = Tensor::from_i64(in->get("image_position_ids").i64_vector(), in->get("image_position_ids").shape);
+  mm.input_features = opt(*in, "input_features").to_f32();
+  KVCache c = m.new_cache();
+  return m.forward(in->get("input_ids").i64_vector(), c, &mm, true);
+}
+
+struct Agreement {
+  double min_cos = 1.0;
+  int top1 = 0;
+  float maxdiff = 0;
+};
+Agreement agreement(const float* g, const float* w, int64_t T, int64_t V) {
+  Agreement r;
+  for (int64_t t = 0; t < T; ++t) {
+    double dot = 0, ng = 0, nw = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      const double a = g[t * V + v], b = w[t * V + v];
+      dot += a * b, ng += a * a, nw += b * b;
+      r.maxdiff = std::max(r.maxdiff, float(std::fabs(a - b)));
+    }
+    r.min_cos = std::min(r.min_cos, dot / std::sqrt(ng * nw));
+    r.top1 += argmax(g + t * V, V) == argmax(w + t * V, V);
+  }
+  return r;
+}
+
+// BF16 precision (tensor-core GEMMs and prefill attention, bf16 copies of fp32 weights) on the HF fixtures,
+// against HF's fp32 reference, next to HF's own bf16 run where the fixture stores one. These random tiny
+// models are built to be ill-conditioned (final norm x14 spreads the logits; MoE routers with tiny margins
+// flip experts), so bf16 moves them far: HF's own bf16 run gets cosine 0.997 / top-1 86% on unified_bf16
+// and 0.82 / 40% on gemma4_moe_bf16. The figures are printed; the assertion is a sanity floor (a broken
+// kernel gives top-1 near 1/V). The cosine >= 0.999 / top-1 >= 98% criterion is asserted on a trained model
+// below (CudaBf16.TrainedDemoModelTracksFp32).
+TEST_P(CudaParity, Bf16PrecisionOnFixtures) {
+  REQUIRE_GPU();
+  const std::string dir = GetParam();
+  auto gm = Model::load(dir, {}, Device::CUDA, Precision::BF16);
+  ASSERT_EQ(gm->ops().precision(), Precision::BF16);
+  Tensor got = fixture_logits(*gm, dir);
+  auto ref = SafetensorsFile::open(dir + "/reference.safetensors");
+  Tensor want = ref->has("logits_f32_bf16scale") ? ref->get("logits_f32_bf16scale") : ref->get("logits");
+  ASSERT_EQ(got.shape, want.shape);
+  const int64_t T = want.dim(0), V = want.dim(1);
+  std::vector<float> w = want.f32_vector();
+  Agreement ours = agreement(got.ptr<float>(), w.data(), T, V);
+  std::string hf = "(no HF bf16 run stored)";
+  if (ref->has("logits_bf16")) {
+    std::vector<float> hb = ref->get("logits_bf16").f32_vector();
+    Agreement h = agreement(hb.data(), ref->get("logits").f32_vector().data(), T, V);
+    hf = fmt::format("HF bf16 vs HF fp32: min cosine {:.6f}, top1 {}/{}", h.min_cos, h.top1, T);
+  }
+  std::printf("  [cuda bf16] %s: min cosine %.6f, top1 %d/%lld, max|gpu-HF| %.3g; %s\n",
+              fs::path(dir).filename().c_str(), ours.min_cos, ours.top1, (long long)T, ours.maxdiff, hf.c_str());
+  EXPECT_GE(double(ours.top1) / T, 0.5);
+}
+
 TEST_P(CudaParity, LogitsMatchHuggingFaceAndCpu) {
   REQUIRE_GPU();
   const std::string dir = GetParam();
-  auto gm = Model::load(dir, {}, Device::CUDA);
+  auto gm = Model::load(dir, {}, Device::CUDA, Precision::F32);
   auto cm = Model::load(dir, {}, Device::CPU);
   auto in = SafetensorsFile::open(dir + "/inputs.safetensors");
   auto ref = SafetensorsFile::open(dir + "/reference.safetensors");
@@ -395,7 +493,7 @@ TEST_P(CudaParity, GreedyGenerationMatchesCpuAndHuggingFace) {
   const std::string dir = GetParam();
   auto ref = SafetensorsFile::open(dir + "/reference.safetensors");
   if (!ref->has("gen_ids")) GTEST_SKIP() << "no generation reference in " << dir;
-  auto gm = Model::load(dir, {}, Device::CUDA);
+  auto gm = Model::load(dir, {}, Device::CUDA, Precision::F32);
   auto cm = Model::load(dir, {}, Device::CPU);
   std::vector<int64_t> prompt = ref->get("gen_prompt_ids").i64_vector();
   std::vector<int64_t> want =
@@ -504,6 +602,40 @@ TEST(CudaModel, PrefillThenDecodeEqualsFullForwardMoe) {
 TEST(CudaModel, PrefillThenDecodeEqualsFullForwardBf16) {
   REQUIRE_GPU();
   prefill_decode_case(false, false, DType::BF16);
+}
+
+// BF16 precision on a trained model (the bundled demo, fp32-stored: bf16 copies of its weights) against the
+// fp32 CPU forward, which matches HF within 1e-3 (tools/check_demo_model.sh): the issue-4 bf16 criterion,
+// cosine >= 0.999 and top-1 agreement >= 98% at every position of held-out chat prompts.
+TEST(CudaBf16, TrainedDemoModelTracksFp32) {
+  REQUIRE_GPU();
+  const std::string dir = test::source_dir() + "/models/gemma4-tiny-arith-it";
+  if (!fs::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no bundled model at " << dir;
+  auto gm = Model::load(dir, {}, Device::CUDA, Precision::BF16);
+  auto cm = Model::load(dir, {}, Device::CPU);
+  ChatPrompter prompter(dir, Tokenizer::load(dir));
+  std::ifstream f(dir + "/heldout_test.jsonl");
+  std::string line;
+  int64_t positions = 0, top1 = 0;
+  double min_cos = 1.0;
+  for (int n = 0; n < 12 && std::getline(f, line); ++n) {
+    auto q = nlohmann::json::parse(line)["question"].get<std::string>();
+    auto a = nlohmann::json::parse(line)["answer"].get<std::string>();
+    // The prompt and the reference answer, so that positions inside the worked answer are compared too.
+    std::vector<int64_t> ids = prompter.encode_question(q);
+    for (int32_t id : prompter.tokenizer().encode(a, EncodeMode::AsIs)) ids.push_back(id);
+    KVCache gc = gm->new_cache(), cc = cm->new_cache();
+    Tensor g = gm->forward(ids, gc, nullptr, true), c = cm->forward(ids, cc, nullptr, true);
+    Agreement r = agreement(g.ptr<float>(), c.ptr<float>(), g.dim(0), g.dim(1));
+    positions += g.dim(0);
+    top1 += r.top1;
+    min_cos = std::min(min_cos, r.min_cos);
+  }
+  std::printf("  [cuda bf16] demo model: %lld positions, min cosine %.6f, top1 %lld/%lld\n", (long long)positions,
+              min_cos, (long long)top1, (long long)positions);
+  ASSERT_GT(positions, 100);
+  EXPECT_GE(min_cos, 0.999);
+  EXPECT_GE(double(top1) / positions, 0.98);
 }
 
 // ---- CLI ------------------------------------------------------------------------------------------------

@@ -180,7 +180,9 @@ TEST(EvalCliDemo, AccuracyLineMatchesPredictions) {
     // The prediction is what the strict rule extracts from the completion.
     auto ex = extract_answer(j["completion"].get<std::string>());
     EXPECT_EQ(j["predicted"].is_null(), !ex.has_value());
-    if (ex) EXPECT_EQ(j["predicted"].get<std::string>(), *ex);
+    if (ex) {
+      EXPECT_EQ(j["predicted"].get<std::string>(), *ex);
+    }
     correct += ok;
   }
   EXPECT_FALSE(nlohmann::json::parse(preds[3])["correct"].get<bool>());

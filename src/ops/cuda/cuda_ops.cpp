@@ -1,14 +1,28 @@
 // CUDA backend of the op set (ops.h): device memory plumbing, argument checks and kernel launches
-// (kernels.cu). Activations are F32 on the device; weights stay in their stored dtype (F32/BF16/F16) and
-// are widened in the kernels with fp32 accumulation. F32 weights go through cuBLAS SGEMM (plain fp32 math,
-// no TF32). Everything runs on the legacy default stream, so host copies order with the kernels.
+// (kernels.cu, gemv.cu, attention_kernels.cu, attention_chunked.cpp). Activations are F32 on the device;
+// weights stay in their stored dtype (F32/BF16/F16). Two precisions (ops.h):
+// - F32: exact fp32 (cuBLAS SGEMM without TF32 for F32 weights, fp32 kernels for the others);
+// - BF16: matmuls with M > 8 rows and prefill attention on tensor cores (bf16 inputs, fp32 accumulation);
+//   F32-stored weights get a bf16 device copy on first use.
+// Decode-shaped matmuls (M <= 8) stream the weights with 16-byte loads in both precisions.
+// Everything runs in order on the legacy default stream; the host never waits except in to_host/synchronize:
+// device memory comes from a caching pool (device_pool.h) and small host arrays (positions, ids) are
+// staged through pinned memory, so the host enqueues ahead of the GPU.
 #include <cuda_runtime.h>
 #ifdef GEMMA4_HAS_CUBLAS
 #include <cublas_v2.h>
+
+#include "ops/cuda/attention_chunked.h"
 #endif
 
 #include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <type_traits>
+#include <map>
 
+#include "ops/cuda/device_pool.h"
 #include "ops/cuda/kernels.h"
 #include "ops/ops.h"
 
@@ -49,26 +63,81 @@ void f32_on_device(const Tensor& t, const char* what) {
   G4_CHECK(t.dtype == DType::F32, "{}: activations must be F32, got {}", what, dtype_name(t.dtype));
 }
 
+// Small host arrays to the device without waiting: copied into a pinned ring, then an async copy. A region
+// of the ring is rewritten only after the copy that last read it has completed (its event).
+class Stager {
+ public:
+  static constexpr size_t kBytes = size_t(32) << 20;
+  Stager() {
+    check(cudaMallocHost(&buf_, kBytes), "pinned staging buffer");
+  }
+  ~Stager() {
+    for (auto& p : pending_) cudaEventDestroy(p.ev);
+    for (auto e : spare_) cudaEventDestroy(e);
+    cudaFreeHost(buf_);
+  }
+  void upload(void* dst, const void* src, size_t n) {
+    if (n > kBytes / 2) {  // large: a plain synchronous copy
+      check(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "upload");
+      return;
+    }
+    const size_t len = (n + 255) / 256 * 256;
+    if (cursor_ + len > kBytes) cursor_ = 0;
+    while (!pending_.empty() && overlaps(pending_.front(), cursor_, cursor_ + len)) {
+      check(cudaEventSynchronize(pending_.front().ev), "staging wait");
+      spare_.push_back(pending_.front().ev);
+      pending_.pop_front();
+    }
+    std::memcpy(buf_ + cursor_, src, n);
+    check(cudaMemcpyAsync(dst, buf_ + cursor_, n, cudaMemcpyHostToDevice, nullptr), "upload");
+    cudaEvent_t ev;
+    if (spare_.empty()) check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "event");
+    else ev = spare_.back(), spare_.pop_back();
+    check(cudaEventRecord(ev, nullptr), "event record");
+    pending_.push_back({cursor_, cursor_ + len, ev});
+    cursor_ += len;
+  }
+
+ private:
+  struct Pending {
+    size_t a, b;
+    cudaEvent_t ev;
+  };
+  static bool overlaps(const Pending& p, size_t a, size_t b) { return p.a < b && a < p.b; }
+  char* buf_ = nullptr;
+  size_t cursor_ = 0;
+  std::deque<Pending> pending_;
+  std::vector<cudaEvent_t> spare_;
+};
+
 [[noreturn]] void no_backward(const char* op) {
   throw Error("the CUDA backend has no {} yet (training runs on the CPU backend)", op);
 }
 
 class CudaOps final : public Ops {
  public:
-  CudaOps() {
+  explicit CudaOps(Precision p) : precision_(p) {
     check(cudaFree(nullptr), "context creation");
+    check(cudaGetDeviceProperties(&prop_, 0), "device properties");
 #ifdef GEMMA4_HAS_CUBLAS
     G4_CHECK(cublasCreate(&blas_) == CUBLAS_STATUS_SUCCESS, "cuBLAS: cublasCreate failed");
     cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH);  // exact fp32 (no TF32) for the fp32 parity mode
+    G4_CHECK(cublasCreate(&blas_tc_) == CUBLAS_STATUS_SUCCESS, "cuBLAS: cublasCreate failed");
+    cublasSetMathMode(blas_tc_, CUBLAS_DEFAULT_MATH);  // tensor cores for the bf16 GEMMs
 #endif
   }
   ~CudaOps() override {
+    cudaDeviceSynchronize();
+    uploads_.clear();
+    shadows_.clear();
 #ifdef GEMMA4_HAS_CUBLAS
     if (blas_) cublasDestroy(blas_);
+    if (blas_tc_) cublasDestroy(blas_tc_);
 #endif
   }
 
   Device device() const override { return Device::CUDA; }
+  Precision precision() const override { return precision_; }
 
   // ---- memory
   Tensor alloc(DType dt, Shape shape) override {
@@ -77,16 +146,8 @@ class CudaOps final : public Ops {
     t.dtype = dt;
     t.shape = std::move(shape);
     t.device = Device::CUDA;
-    size_t bytes = std::max<size_t>(256, (t.nbytes() + 255) / 256 * 256);
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, bytes);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      throw Error("CUDA out of memory allocating {} bytes for a tensor of shape {}: {}", bytes, shape_str(t.shape),
-                  cudaGetErrorString(e));
-    }
-    t.owner = std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
-    t.data = p;
+    t.owner = pool_->allocate(t.nbytes());
+    t.data = t.owner.get();
     return t;
   }
 
@@ -107,13 +168,27 @@ class CudaOps final : public Ops {
   void copy(const Tensor& src, Tensor& dst) override {
     G4_CHECK(src.nbytes() == dst.nbytes(), "copy: {} bytes into {}", src.nbytes(), dst.nbytes());
     if (!src.nbytes() || src.data == dst.data) return;
+    if (src.device == Device::CUDA && dst.device == Device::CUDA) {  // stays in stream order, no host wait
+      check(cudaMemcpyAsync(dst.data, src.data, src.nbytes(), cudaMemcpyDeviceToDevice, nullptr), "copy");
+      return;
+    }
     cudaMemcpyKind kind = src.device == Device::CUDA
-                              ? (dst.device == Device::CUDA ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost)
+                              ? cudaMemcpyDeviceToHost
                               : (dst.device == Device::CUDA ? cudaMemcpyHostToDevice : cudaMemcpyHostToHost);
     check(cudaMemcpy(dst.data, src.data, src.nbytes(), kind), "copy");
   }
 
   void synchronize() override { check(cudaDeviceSynchronize(), "synchronize"); }
+  MemoryStats memory_stats() const override {
+    const size_t used = pool_->in_use_bytes();
+    return {used, used + pool_->cached_bytes(), pool_->peak_reserved_bytes()};
+  }
+  void reset_memory_peak() override { pool_->reset_peak(); }
+  void release_cached_memory() override {
+    synchronize();
+    uploads_.clear();
+    pool_->trim();
+  }
 
   // ---- forward ops
   void linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* b) override {
@@ -131,20 +206,41 @@ class CudaOps final : public Ops {
       G4_CHECK(b->numel() == N, "linear: bias of {} elements for {} outputs", b->numel(), N);
     }
     if (M == 0 || N == 0) return;
+    const int bdt = has_b ? wtype(b->dtype, "bias") : 0;
+    // BF16 precision reads F32-stored weights through a bf16 copy (half the bytes, tensor-core GEMMs).
+    const Tensor& wk = precision_ == Precision::BF16 && w.dtype == DType::F32 ? bf16_shadow(w) : w;
+    const int wdt = wtype(wk.dtype, "linear weight");
+    if (gemv_vec_supported(M, K, x.data, wk.data, wdt)) {  // decode shape: bandwidth-bound weight streaming
+      check_launch(gemv_vec(x.ptr<float>(), M, K, wk.data, wdt, N, y.ptr<float>(), nullptr), "linear (gemv)");
+      if (has_b) check_launch(add_bias(y.ptr<float>(), M, N, b->data, bdt, nullptr), "linear bias");
+      return;
+    }
 #ifdef GEMMA4_HAS_CUBLAS
-    if (w.dtype == DType::F32 && K > 0 && K < (1ll << 31) && N < (1ll << 31) && M < (1ll << 31)) {
-      // Row-major y[M,N] = x[M,K] w[N,K]^T is column-major y^T[N,M] = w^T . x^T.
-      const float one = 1.f, zero = 0.f;
-      G4_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, w.ptr<float>(), int(K),
+    const bool dims_ok = K > 0 && K < (1ll << 31) && N < (1ll << 31) && M < (1ll << 31);
+    // Row-major y[M,N] = x[M,K] w[N,K]^T is column-major y^T[N,M] = w^T . x^T.
+    const float one = 1.f, zero = 0.f;
+    if (dims_ok && precision_ == Precision::BF16 && wk.dtype == DType::BF16) {
+      auto xb = pool_->allocate(size_t(M) * K * 2);
+      check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, nullptr), "linear: x to bf16");
+      G4_CHECK(cublasGemmEx(blas_tc_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, wk.data, CUDA_R_16BF,
+                            int(K), xb.get(), CUDA_R_16BF, int(K), &zero, y.data, CUDA_R_32F, int(N),
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS,
+               "cuBLAS bf16 GEMM failed for linear [{}, {}] x [{}, {}]^T", M, K, N, K);
+      if (has_b) check_launch(add_bias(y.ptr<float>(), M, N, b->data, bdt, nullptr), "linear bias");
+      else check_launch(0, "linear");
+      return;
+    }
+    if (dims_ok && wk.dtype == DType::F32) {
+      G4_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, wk.ptr<float>(), int(K),
                            x.ptr<float>(), int(K), &zero, y.ptr<float>(), int(N)) == CUBLAS_STATUS_SUCCESS,
                "cuBLAS SGEMM failed for linear [{}, {}] x [{}, {}]^T", M, K, N, K);
-      if (has_b) check_launch(add_bias(y.ptr<float>(), M, N, b->data, wtype(b->dtype, "bias"), nullptr), "linear bias");
+      if (has_b) check_launch(add_bias(y.ptr<float>(), M, N, b->data, bdt, nullptr), "linear bias");
       else check_launch(0, "linear");
       return;
     }
 #endif
-    check_launch(cuda::linear(x.ptr<float>(), M, K, w.data, wtype(w.dtype, "linear weight"), N, y.ptr<float>(),
-                              has_b ? b->data : nullptr, has_b ? wtype(b->dtype, "bias") : 0, nullptr),
+    check_launch(cuda::linear(x.ptr<float>(), M, K, wk.data, wdt, N, y.ptr<float>(), has_b ? b->data : nullptr, bdt,
+                              nullptr),
                  "linear");
   }
 
@@ -182,7 +278,7 @@ class CudaOps final : public Ops {
       G4_CHECK(ids[t] >= 0 && ids[t] < V, "token id {} out of range [0, {})", ids[t], V);
     G4_CHECK(y.numel() == T * D, "embedding: output shape {} for {} ids of width {}", shape_str(y.shape), T, D);
     if (T == 0) return;
-    Tensor dids = upload(ids.data(), T);
+    Tensor dids = upload(ids.data(), T);  // the staged copy of this call's ids
     check_launch(cuda::embedding(table.data, wtype(table.dtype, "embedding"), D, dids.ptr<int64_t>(), T, scale,
                                  y.ptr<float>(), nullptr),
                  "embedding");
@@ -194,8 +290,7 @@ class CudaOps final : public Ops {
     const int64_t T = x.numel() / (int64_t(n_heads) * head_dim);
     if (T == 0) return;
     Tensor dpos = upload(pos, T);
-    Tensor dfreq = to_device(Tensor::from_f32(std::vector<float>(inv_freq.begin(), inv_freq.begin() + head_dim / 2),
-                                              {int64_t(head_dim / 2)}));
+    Tensor dfreq = upload(inv_freq.data(), head_dim / 2);
     check_launch(cuda::rope(x.ptr<float>(), T, n_heads, head_dim, dpos.ptr<int64_t>(), dfreq.ptr<float>(), nullptr),
                  "rope");
   }
@@ -215,7 +310,7 @@ class CudaOps final : public Ops {
              shape_str(q.shape), shape_str(k.shape), shape_str(v.shape), shape_str(o.shape));
     if (T == 0) return;
     if (S == 0) {
-      check(cudaMemset(o.data, 0, o.nbytes()), "attention (no keys)");
+      check(cudaMemsetAsync(o.data, 0, o.nbytes(), nullptr), "attention (no keys)");
       return;
     }
     Tensor qp = upload(mask.q_pos, T), kp = upload(mask.k_pos, S);
@@ -224,10 +319,30 @@ class CudaOps final : public Ops {
       qb = upload(mask.q_block, T);
       kb = upload(mask.k_block, S);
     }
-    check_launch(cuda::attention(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), T, S, n_q_heads, n_kv_heads, head_dim,
-                                 scale, qp.ptr<int64_t>(), kp.ptr<int64_t>(), mask.window,
-                                 mask.q_block ? qb.ptr<int32_t>() : nullptr, mask.q_block ? kb.ptr<int32_t>() : nullptr,
-                                 o.ptr<float>(), nullptr),
+#ifdef GEMMA4_HAS_CUBLAS
+    // Prefill: tensor-core GEMMs over query chunks when the keys are at consecutive positions.
+    if (T >= kChunkedMinQueries && chunked_attention_applies(mask.k_pos, S, mask.q_block != nullptr)) {
+      ChunkedAttention c{q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), o.ptr<float>(), T, S, n_q_heads, n_kv_heads,
+                         head_dim, scale, mask.window, mask.q_pos, mask.k_pos, qp.ptr<int64_t>(), kp.ptr<int64_t>(),
+                         precision_ == Precision::BF16, blas_tc_, blas_};
+      attention_chunked(c, [this](size_t n) { return pool_->allocate(n); });
+      check_launch(0, "attention (chunked)");
+      return;
+    }
+#endif
+    // Few queries (decode): split the keys over enough blocks to fill the GPU, then merge.
+    const int64_t rows = T * n_q_heads;
+    int64_t nsplit = (2 * int64_t(prop_.multiProcessorCount) + rows - 1) / rows;
+    nsplit = std::max<int64_t>(1, std::min<int64_t>({nsplit, (S + 63) / 64, 64}));
+    auto part = pool_->allocate(size_t(rows) * nsplit * (2 + head_dim) * sizeof(float));
+    float* pm = static_cast<float*>(part.get());
+    float* pl = pm + rows * nsplit;
+    float* pa = pl + rows * nsplit;
+    check_launch(cuda::attention_split(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), T, S, n_q_heads, n_kv_heads,
+                                       head_dim, scale, qp.ptr<int64_t>(), kp.ptr<int64_t>(), mask.window,
+                                       mask.q_block ? qb.ptr<int32_t>() : nullptr,
+                                       mask.q_block ? kb.ptr<int32_t>() : nullptr, int(nsplit), pm, pl, pa,
+                                       o.ptr<float>(), nullptr),
                  "attention");
   }
 
@@ -292,17 +407,65 @@ class CudaOps final : public Ops {
   }
 
  private:
+  static constexpr int64_t kChunkedMinQueries = 16;
+
+  // A device copy of a small host array. Recent uploads are kept and matched by content: every layer of a
+  // forward asks for the same positions, and they cross the bus once.
   template <typename T>
   Tensor upload(const T* p, int64_t n) {
     static_assert(sizeof(T) == 8 || sizeof(T) == 4);
     G4_CHECK(p != nullptr || n == 0, "CUDA backend: missing host array");
-    Tensor t = alloc(sizeof(T) == 8 ? DType::I64 : DType::I32, {n});
-    if (n) check(cudaMemcpy(t.data, p, size_t(n) * sizeof(T), cudaMemcpyHostToDevice), "upload");
+    const DType dt = sizeof(T) == 8 ? (std::is_floating_point_v<T> ? DType::F64 : DType::I64)
+                                    : (std::is_floating_point_v<T> ? DType::F32 : DType::I32);
+    const size_t bytes = size_t(n) * sizeof(T);
+    for (auto it = uploads_.begin(); it != uploads_.end(); ++it) {
+      if (it->dev.dtype == dt && it->bytes.size() == bytes && std::memcmp(it->bytes.data(), p, bytes) == 0) {
+        Tensor t = it->dev;
+        if (it != uploads_.begin()) uploads_.splice(uploads_.begin(), uploads_, it);  // most recent first
+        return t;
+      }
+    }
+    Tensor t = alloc(dt, {n});
+    if (n) stager_.upload(t.data, p, bytes);
+    uploads_.push_front({std::vector<char>(reinterpret_cast<const char*>(p), reinterpret_cast<const char*>(p) + bytes),
+                         t});
+    if (uploads_.size() > 16) uploads_.pop_back();
     return t;
   }
 
+  // The bf16 device copy of an F32 weight (made once; dropped when the weight's memory is released).
+  const Tensor& bf16_shadow(const Tensor& w) {
+    auto it = shadows_.find(w.data);
+    if (it != shadows_.end()) {
+      const auto& owner = it->second.owner;
+      const bool same = !owner.expired() && !owner.owner_before(w.owner) && !w.owner.owner_before(owner) &&
+                        it->second.t.numel() == w.numel();
+      if (same) return it->second.t;
+      shadows_.erase(it);
+    }
+    for (auto s = shadows_.begin(); s != shadows_.end();)  // drop copies of weights that are gone
+      s = s->second.owner.expired() ? shadows_.erase(s) : std::next(s);
+    Tensor b = alloc(DType::BF16, w.shape);
+    check_launch(f32_to_bf16(w.ptr<float>(), b.data, w.numel(), nullptr), "weight to bf16");
+    return shadows_[w.data] = Shadow{b, w.owner}, shadows_[w.data].t;
+  }
+
+  struct Upload {
+    std::vector<char> bytes;
+    Tensor dev;
+  };
+  struct Shadow {
+    Tensor t;
+    std::weak_ptr<void> owner;
+  };
+  Precision precision_;
+  cudaDeviceProp prop_{};
+  std::shared_ptr<DevicePool> pool_ = std::make_shared<DevicePool>();
+  Stager stager_;
+  std::list<Upload> uploads_;
+  std::map<const void*, Shadow> shadows_;
 #ifdef GEMMA4_HAS_CUBLAS
-  cublasHandle_t blas_ = nullptr;
+  cublasHandle_t blas_ = nullptr, blas_tc_ = nullptr;
 #endif
 };
 
@@ -323,6 +486,6 @@ bool device_available(std::string* why) {
   return true;
 }
 
-std::unique_ptr<Ops> make_ops() { return std::make_unique<CudaOps>(); }
+std::unique_ptr<Ops> make_ops(Precision p) { return std::make_unique<CudaOps>(p); }
 
 }  // namespace gemma4::cuda

@@ -34,4 +34,22 @@ int add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
 int scale(float* x, int64_t n, float scalar, const void* sdev, int sdt, cudaStream_t s);
 int softcap(float* x, int64_t n, float cap, cudaStream_t s);
 
+// ---- gemv.cu: decode-shaped linear (1 <= M <= 8) with 16-byte weight loads.
+bool gemv_vec_supported(int64_t M, int64_t K, const void* x, const void* w, int wdt);
+int gemv_vec(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, cudaStream_t s);
+
+// ---- attention_kernels.cu
+// Split-key attention for few queries: `nsplit` blocks per (query, head), merged into o. Scratch:
+// part_m/part_l [T*Hq*nsplit], part_acc [T*Hq*nsplit*head_dim].
+int attention_split(const float* q, const float* k, const float* v, int64_t T, int64_t S, int n_q_heads,
+                    int n_kv_heads, int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
+                    const int32_t* q_block, const int32_t* k_block, int nsplit, float* part_m, float* part_l,
+                    float* part_acc, float* o, cudaStream_t s);
+// probs[r, j] = softmax_j(scores[r, j] * scale) over the keys query (r % C) may see (causal + window), fp32
+// statistics; rows = Hq * C; probs are bf16 (probs_bf16) or f32. A row that sees no key gets zeros.
+int masked_softmax(const float* scores, int64_t rows, int64_t C, int64_t Sk, float scale, const int64_t* q_pos,
+                   const int64_t* k_pos, int window, void* probs, bool probs_bf16, cudaStream_t s);
+// y = bf16(x), round to nearest even.
+int f32_to_bf16(const float* x, void* y, int64_t n, cudaStream_t s);
+
 }  // namespace gemma4::cuda

@@ -1,0 +1,37 @@
+// Prefill attention on tensor cores (attention_chunked.cpp): chunked Q K^T -> masked softmax -> P V with
+// cuBLAS, for the common case of keys at consecutive positions (a fresh or continued cache) and no
+// bidirectional blocks. Host code; shared by nvcc-free translation units.
+#pragma once
+#include <cublas_v2.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+typedef struct CUstream_st* cudaStream_t;
+
+namespace gemma4::cuda {
+
+// Device scratch of at least n bytes, released when the pointer is dropped (stream-ordered reuse).
+using Scratch = std::function<std::shared_ptr<void>(size_t)>;
+
+struct ChunkedAttention {
+  const float *q, *k, *v;  // [T, Hq*hd], [S, Hkv*hd], [S, Hkv*hd] on the device, F32
+  float* o;                // [T, Hq*hd]
+  int64_t T, S;
+  int n_q_heads, n_kv_heads, head_dim;
+  float scale;
+  int window;                          // > 0: sliding window
+  const int64_t *q_pos_host, *k_pos_host;  // positions (host copies, for the key ranges)
+  const int64_t *q_pos_dev, *k_pos_dev;    // the same on the device (for the softmax mask)
+  bool bf16;                           // bf16 GEMM inputs + tensor cores, else exact fp32
+  cublasHandle_t blas_tc, blas_f32;    // default math (tensor cores) / pedantic fp32
+  size_t scratch_budget_bytes = size_t(512) << 20;
+  cudaStream_t stream = nullptr;
+};
+
+// True when the keys sit at consecutive positions k_pos[0] + j and there is no block overlay.
+bool chunked_attention_applies(const int64_t* k_pos, int64_t S, bool has_blocks);
+void attention_chunked(const ChunkedAttention& a, const Scratch& scratch);
+
+}  // namespace gemma4::cuda

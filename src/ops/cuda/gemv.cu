@@ -1,0 +1,151 @@
+// Decode-shaped matmuls (M <= 8 rows): y[M,N] = x[M,K] . w[N,K]^T with 16-byte weight loads. Batch-1 decode
+// reads every weight byte once per token, so this kernel is what decides tok/s: each warp owns one output
+// column n and streams its weight row with 128-bit loads, kUnroll loads in flight per lane; x (a few KB, hot
+// in L1) is read as float4. Accumulation in fp32, one warp reduction per (row, column) at the end.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "ops/cuda/kernels.h"
+
+namespace gemma4::cuda {
+namespace {
+
+constexpr int kMaxM = 8;
+constexpr int kWarps = 8;
+constexpr int kUnroll = 4;
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// 8 weights of one 16-byte load, widened to fp32.
+template <int WDT>
+__device__ __forceinline__ void widen8(const uint4& u, float* f) {
+  if constexpr (WDT == kBF16) {
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      f[2 * i] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  } else {  // F16
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float2 v = __half22float2(h[i]);
+      f[2 * i] = v.x;
+      f[2 * i + 1] = v.y;
+    }
+  }
+}
+
+// Half-precision weights (BF16/F16): a lane reads 8 weights per load; K % 8 == 0, rows 16-byte aligned.
+template <int WDT, int M>
+__global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __restrict__ x, const uint4* __restrict__ w,
+                                                             float* __restrict__ y, int64_t N, int64_t K) {
+  const int lane = threadIdx.x & 31;
+  const int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (n >= N) return;
+  const int64_t K8 = K / 8;  // 16-byte chunks per row
+  const uint4* wr = w + n * K8;
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) acc[m] = 0.f;
+  int64_t c = lane;
+  for (; c + 32 * (kUnroll - 1) < K8; c += 32 * kUnroll) {
+    uint4 u[kUnroll];
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) u[j] = __ldg(wr + c + 32 * j);  // all loads first: kUnroll in flight
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) {
+      float f[8];
+      widen8<WDT>(u[j], f);
+      const int64_t k = (c + 32 * j) * 8;
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
+        const float4 b = *reinterpret_cast<const float4*>(x + m * K + k + 4);
+        acc[m] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+      }
+    }
+  }
+  for (; c < K8; c += 32) {
+    float f[8];
+    widen8<WDT>(__ldg(wr + c), f);
+    const int64_t k = c * 8;
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
+      const float4 b = *reinterpret_cast<const float4*>(x + m * K + k + 4);
+      acc[m] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    const float s = warp_sum(acc[m]);
+    if (lane == 0) y[m * N + n] = s;
+  }
+}
+
+// F32 weights: 4 per 16-byte load; K % 4 == 0.
+template <int M>
+__global__ void __launch_bounds__(kWarps * 32) gemv32_kernel(const float* __restrict__ x, const float4* __restrict__ w,
+                                                             float* __restrict__ y, int64_t N, int64_t K) {
+  const int lane = threadIdx.x & 31;
+  const int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (n >= N) return;
+  const int64_t K4 = K / 4;
+  const float4* wr = w + n * K4;
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) acc[m] = 0.f;
+  for (int64_t c = lane; c < K4; c += 32) {
+    const float4 f = __ldg(wr + c);
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const float4 a = *reinterpret_cast<const float4*>(x + m * K + c * 4);
+      acc[m] += f.x * a.x + f.y * a.y + f.z * a.z + f.w * a.w;
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    const float s = warp_sum(acc[m]);
+    if (lane == 0) y[m * N + n] = s;
+  }
+}
+
+template <int M>
+void launch_m(const float* x, const void* w, int wdt, int64_t N, int64_t K, float* y, cudaStream_t s) {
+  const unsigned grid = unsigned((N + kWarps - 1) / kWarps);
+  if (wdt == kBF16) gemv16_kernel<kBF16, M><<<grid, kWarps * 32, 0, s>>>(x, static_cast<const uint4*>(w), y, N, K);
+  else if (wdt == kF16) gemv16_kernel<kF16, M><<<grid, kWarps * 32, 0, s>>>(x, static_cast<const uint4*>(w), y, N, K);
+  else gemv32_kernel<M><<<grid, kWarps * 32, 0, s>>>(x, static_cast<const float4*>(w), y, N, K);
+}
+
+}  // namespace
+
+bool gemv_vec_supported(int64_t M, int64_t K, const void* x, const void* w, int wdt) {
+  const int per = wdt == kF32 ? 4 : 8;
+  return M >= 1 && M <= kMaxM && K % per == 0 && (uintptr_t(x) % 16) == 0 && (uintptr_t(w) % 16) == 0;
+}
+
+int gemv_vec(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, cudaStream_t s) {
+  if (!gemv_vec_supported(M, K, x, w, wdt)) return int(cudaErrorInvalidValue);
+  if (N <= 0) return 0;
+  switch (M) {
+    case 1: launch_m<1>(x, w, wdt, N, K, y, s); break;
+    case 2: launch_m<2>(x, w, wdt, N, K, y, s); break;
+    case 3: launch_m<3>(x, w, wdt, N, K, y, s); break;
+    case 4: launch_m<4>(x, w, wdt, N, K, y, s); break;
+    case 5: launch_m<5>(x, w, wdt, N, K, y, s); break;
+    case 6: launch_m<6>(x, w, wdt, N, K, y, s); break;
+    case 7: launch_m<7>(x, w, wdt, N, K, y, s); break;
+    default: launch_m<8>(x, w, wdt, N, K, y, s); break;
+  }
+  return int(cudaGetLastError());
+}
+
+}  // namespace gemma4::cuda
