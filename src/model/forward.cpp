@@ -171,9 +171,7 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     Tensor q = rows_view(qbuf, T, qd);
     ops.linear(a, lw.q_proj, q);
     if (lt) rec(lt->q_lin, q);
-    Tensor qh = q.reshape({T * nq, hd});
-    ops.rmsnorm(qh, &lw.q_norm, eps, qh);
-    ops.rope(q, nq, hd, positions.data(), freq);
+    ops.rmsnorm_rope(q, lw.q_norm, eps, nq, hd, positions.data(), freq);
     if (lt) rec(lt->q, q);
 
     const KeySet* ks = nullptr;
@@ -189,10 +187,9 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
         if (lt) rec(lt->v_lin, v);
       }
       if (lt) rec(lt->k_lin, k);
-      Tensor kh = k.reshape({T * nkv, hd}), vh = v.reshape({T * nkv, hd});
-      ops.rmsnorm(kh, &lw.k_norm, eps, kh);
+      Tensor vh = v.reshape({T * nkv, hd});
+      ops.rmsnorm_rope(k, lw.k_norm, eps, nkv, hd, positions.data(), freq);
       ops.rmsnorm(vh, nullptr, eps, vh);  // weightless v_norm, no RoPE
-      ops.rope(k, nkv, hd, positions.data(), freq);
       if (lt) rec(lt->k, k), rec(lt->v, v);
 
       KeySet& set = keysets[li];
@@ -233,8 +230,7 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     Tensor attn_out = hbuf;
     ops.linear(o, lw.o_proj, attn_out);
     if (lt) rec(lt->p, attn_out);
-    ops.rmsnorm(attn_out, &lw.post_attention_layernorm, eps, attn_out);
-    ops.add(x, attn_out, x);
+    ops.add_rmsnorm(x, attn_out, lw.post_attention_layernorm, eps, nullptr);
     if (lt) rec(lt->x1, x);
 
     // --- Feed-forward block (§2.4.4; MoE §8.3)
@@ -243,10 +239,14 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     if (lt) rec(lt->m, m);
     const int64_t I = s.intermediate_size;
     Tensor g = rows_view(gbuf, T, I), u = rows_view(ubuf, T, I);
-    ops.linear(m, lw.gate_proj, g);
-    ops.linear(m, lw.up_proj, u);
-    if (lt) rec(lt->g, g), rec(lt->u, u);
-    ops.gelu_tanh_mul(g, u, g);
+    if (lt) {  // training records the pre-activation projections
+      ops.linear(m, lw.gate_proj, g);
+      ops.linear(m, lw.up_proj, u);
+      rec(lt->g, g), rec(lt->u, u);
+      ops.gelu_tanh_mul(g, u, g);
+    } else {
+      ops.linear_gelu_mul(m, lw.gate_proj, lw.up_proj, g, u);
+    }
     if (lt) rec(lt->h, g);
     Tensor f = h2buf;
     ops.linear(g, lw.down_proj, f);
@@ -260,8 +260,9 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
       ops.add(f, e, f);
     }
     if (lt) rec(lt->f, f);
-    ops.rmsnorm(f, &lw.post_feedforward_layernorm, eps, f);
-    ops.add(x, f, x);
+    // layer_scalar scales the whole residual stream (§2.4); fused into this add when nothing follows.
+    const bool scale_now = P == 0 && !lt;
+    ops.add_rmsnorm(x, f, lw.post_feedforward_layernorm, eps, scale_now ? &lw.layer_scalar : nullptr);
     if (lt) rec(lt->x2, x);
 
     // --- Per-layer input (§8.2)
@@ -283,7 +284,7 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
       ops.add(x, c, x);
     }
     if (lt) rec(lt->x3, x);
-    ops.scale(x, lw.layer_scalar);  // scales the whole residual stream (§2.4)
+    if (!scale_now) ops.scale(x, lw.layer_scalar);
   }
   cache.advance(T);
 

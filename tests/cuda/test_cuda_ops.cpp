@@ -301,6 +301,45 @@ TEST(CudaOps, Attention) {
   compare("attention no visible key -> 0", o, Tensor::zeros(DType::F32, {1, 64}), 0.f);
 }
 
+// The fused forms (ops.h) against the CPU's composition of the plain ops.
+TEST(CudaOps, FusedForms) {
+  REQUIRE_GPU();
+  for (int64_t D : {3840, 100}) {
+    Tensor x = randn({3, D}), f = randn({3, D}, 3.f), w = randn({D}, 1.f, DType::BF16);
+    Tensor sc = Tensor::from_f32({0.7f}, {1}).to(DType::BF16);
+    for (bool with_scale : {false, true}) {
+      Tensor xc = x.to_f32(), fc = f.to_f32();
+      cpu().add_rmsnorm(xc, fc, w, 1e-6f, with_scale ? &sc : nullptr);
+      Tensor xg = gpu().to_device(x), fg = gpu().to_device(f), wg = gpu().to_device(w), sg = gpu().to_device(sc);
+      gpu().add_rmsnorm(xg, fg, wg, 1e-6f, with_scale ? &sg : nullptr);
+      compare(fmt::format("add_rmsnorm D={}{}", D, with_scale ? " *scale" : ""), xg, xc);
+      compare(fmt::format("add_rmsnorm D={} (normed f)", D), fg, fc);
+    }
+  }
+  for (auto [nh, hd] : {std::pair<int, int>{16, 256}, {1, 512}, {4, 64}}) {
+    const int64_t T = 5;
+    Tensor x = randn({T, int64_t(nh) * hd}, 2.f), w = randn({hd}, 1.f, DType::BF16);
+    std::vector<int64_t> pos = {0, 1, 7, 300, 4095};
+    std::vector<float> freq(hd / 2);
+    for (int j = 0; j < hd / 2; ++j) freq[j] = j % 5 == 4 ? 0.f : std::pow(10000.f, -2.f * j / hd);
+    Tensor xc = x.to_f32();
+    cpu().rmsnorm_rope(xc, w, 1e-6f, nh, hd, pos.data(), freq);
+    Tensor xg = gpu().to_device(x);
+    gpu().rmsnorm_rope(xg, gpu().to_device(w), 1e-6f, nh, hd, pos.data(), freq);
+    compare(fmt::format("rmsnorm_rope heads={} hd={}", nh, hd), xg, xc);
+  }
+  for (int64_t M : {1, 3, 20})
+    for (DType wdt : {DType::BF16, DType::F32}) {
+      const int64_t K = 3840, N = 136;
+      Tensor x = randn({M, K}), wg = randn({N, K}, 0.02f, wdt), wu = randn({N, K}, 0.02f, wdt);
+      Tensor want = Tensor::empty(DType::F32, {M, N}), scratch = Tensor::empty(DType::F32, {M, N});
+      cpu().linear_gelu_mul(x, wg, wu, want, scratch);
+      Tensor out = poisoned({M, N}), gs = gpu().alloc(DType::F32, {M, N});
+      gpu().linear_gelu_mul(gpu().to_device(x), gpu().to_device(wg), gpu().to_device(wu), out, gs);
+      compare(fmt::format("linear_gelu_mul w={} M={} K={} N={}", dtype_name(wdt), M, K, N), out, want, 1e-5f);
+    }
+}
+
 TEST(CudaOps, Elementwise) {
   REQUIRE_GPU();
   const int64_t n = 100003;

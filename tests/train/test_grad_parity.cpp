@@ -1,9 +1,10 @@
 // Loss and per-parameter gradients against PyTorch autograd on the HF model in float64 (tools/grad_reference.py),
 // i.e. against the exact gradient: relative L2 error <= 1e-4 for every parameter of the Unified fixtures.
-// The E-model (PLE + KV sharing) and MoE fixtures are held to 1e-3: their fp32 forward already differs from
-// the exact logits by up to 6.5e-4 (their final norm is scaled x14 to spread the logits), and a CE gradient
-// (softmax - onehot) inherits that absolute logit error as relative error; measured worst cases are in the
-// test output (5.0e-4 PLE per_layer_input_gate, 1.7e-4 MoE per_expert_scale).
+// The E-model (PLE + KV sharing) and MoE fixtures are held to 1e-3: on them fp32 itself cannot reach 1e-4.
+// PyTorch's own fp32 autograd on the same HF model is 3.8e-4 (PLE, layers.9.per_layer_input_gate) and 1.5e-4
+// (MoE, router.per_expert_scale) away from float64 (tools/grad_noise_floor.py, measured on the GPU machine),
+// the same size as ours: these fixtures spread their logits (final norm x14) and a CE gradient inherits the
+// forward's absolute logit rounding as relative error. Our worst cases are printed by the test.
 #include <gtest/gtest.h>
 
 #include <cmath>

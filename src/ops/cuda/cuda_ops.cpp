@@ -24,6 +24,7 @@
 
 #include "ops/cuda/device_pool.h"
 #include "ops/cuda/kernels.h"
+#include "ops/cuda/op_profiler.h"
 #include "ops/ops.h"
 
 namespace gemma4::cuda {
@@ -166,6 +167,7 @@ class CudaOps final : public Ops {
   }
 
   void copy(const Tensor& src, Tensor& dst) override {
+    auto prof = prof_.scope([&] { return std::string("copy"); });
     G4_CHECK(src.nbytes() == dst.nbytes(), "copy: {} bytes into {}", src.nbytes(), dst.nbytes());
     if (!src.nbytes() || src.data == dst.data) return;
     if (src.device == Device::CUDA && dst.device == Device::CUDA) {  // stays in stream order, no host wait
@@ -192,6 +194,7 @@ class CudaOps final : public Ops {
 
   // ---- forward ops
   void linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* b) override {
+    auto prof = prof_.scope([&] { return fmt::format("linear M{} N={} K={}", x.numel() / std::max<int64_t>(1, x.dim(-1)) <= 8 ? "<=8" : ">8", w.dim(0), w.dim(1)); });
     f32_on_device(x, "linear");
     on_device(w, "linear weight");
     f32_on_device(y, "linear output");
@@ -245,6 +248,7 @@ class CudaOps final : public Ops {
   }
 
   void rmsnorm(const Tensor& x, const Tensor* w, float eps, Tensor& y) override {
+    auto prof = prof_.scope([&] { return std::string("rmsnorm"); });
     f32_on_device(x, "rmsnorm");
     f32_on_device(y, "rmsnorm output");
     const bool has_w = w && w->defined() && w->numel() > 0;
@@ -271,6 +275,7 @@ class CudaOps final : public Ops {
   }
 
   void embedding(const Tensor& table, const std::vector<int64_t>& ids, float scale, Tensor& y) override {
+    auto prof = prof_.scope([&] { return std::string("embedding"); });
     on_device(table, "embedding table");
     f32_on_device(y, "embedding output");
     const int64_t V = table.dim(0), D = table.dim(1), T = int64_t(ids.size());
@@ -285,6 +290,7 @@ class CudaOps final : public Ops {
   }
 
   void rope(Tensor& x, int n_heads, int head_dim, const int64_t* pos, const std::vector<float>& inv_freq) override {
+    auto prof = prof_.scope([&] { return std::string("rope"); });
     f32_on_device(x, "rope");
     G4_CHECK(int(inv_freq.size()) >= head_dim / 2, "rope: {} frequencies for head_dim {}", inv_freq.size(), head_dim);
     const int64_t T = x.numel() / (int64_t(n_heads) * head_dim);
@@ -297,6 +303,7 @@ class CudaOps final : public Ops {
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, int n_q_heads, int n_kv_heads, int head_dim,
                  float scale, const AttnMask& mask, Tensor& o) override {
+    auto prof = prof_.scope([&] { return fmt::format("attention T{} hd={} S{}", q.numel() / (int64_t(n_q_heads) * head_dim) >= 16 ? ">=16" : "<16", head_dim, k.numel() / (int64_t(n_kv_heads) * head_dim) > 8192 ? ">8K" : (k.numel() / (int64_t(n_kv_heads) * head_dim) > 1024 ? ">1K" : "<=1K")); });
     f32_on_device(q, "attention q");
     f32_on_device(k, "attention k");
     f32_on_device(v, "attention v");
@@ -347,6 +354,7 @@ class CudaOps final : public Ops {
   }
 
   void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
+    auto prof = prof_.scope([&] { return std::string("gelu_tanh_mul"); });
     f32_on_device(gate, "gelu_tanh_mul");
     f32_on_device(up, "gelu_tanh_mul");
     f32_on_device(out, "gelu_tanh_mul");
@@ -363,6 +371,7 @@ class CudaOps final : public Ops {
   }
 
   void add(const Tensor& a, const Tensor& b, Tensor& out) override {
+    auto prof = prof_.scope([&] { return std::string("add"); });
     f32_on_device(a, "add");
     f32_on_device(b, "add");
     f32_on_device(out, "add");
@@ -372,6 +381,7 @@ class CudaOps final : public Ops {
   }
 
   void scale(Tensor& x, const Tensor& s) override {
+    auto prof = prof_.scope([&] { return std::string("scale"); });
     f32_on_device(x, "scale");
     G4_CHECK(s.numel() >= 1, "scale: empty scale tensor");
     if (s.device == Device::CPU) return scale(x, s.f32_vector()[0]);
@@ -384,8 +394,60 @@ class CudaOps final : public Ops {
   }
 
   void softcap(Tensor& x, float cap) override {
+    auto prof = prof_.scope([&] { return std::string("softcap"); });
     f32_on_device(x, "softcap");
     check_launch(cuda::softcap(x.ptr<float>(), x.numel(), cap, nullptr), "softcap");
+  }
+
+  // ---- fused forms (ops.h)
+  void add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s) override {
+    auto prof = prof_.scope([&] { return std::string("add_rmsnorm"); });
+    f32_on_device(x, "add_rmsnorm");
+    f32_on_device(f, "add_rmsnorm");
+    on_device(w, "add_rmsnorm weight");
+    const int64_t D = w.numel();
+    G4_CHECK(D > 0 && x.numel() == f.numel() && x.numel() % D == 0, "add_rmsnorm: shapes {} / {} with width {}",
+             shape_str(x.shape), shape_str(f.shape), D);
+    if (s && s->device == Device::CPU) {  // a host scale: fall back to the composition
+      Ops::add_rmsnorm(x, f, w, eps, s);
+      return;
+    }
+    if (s) on_device(*s, "add_rmsnorm scale");
+    check_launch(cuda::add_rmsnorm(x.ptr<float>(), f.ptr<float>(), w.data, wtype(w.dtype, "add_rmsnorm"), x.numel() / D,
+                                   D, eps, s ? s->data : nullptr, s ? wtype(s->dtype, "scale") : 0, nullptr),
+                 "add_rmsnorm");
+  }
+
+  void rmsnorm_rope(Tensor& x, const Tensor& w, float eps, int n_heads, int head_dim, const int64_t* pos,
+                    const std::vector<float>& inv_freq) override {
+    auto prof = prof_.scope([&] { return std::string("rmsnorm_rope"); });
+    f32_on_device(x, "rmsnorm_rope");
+    on_device(w, "rmsnorm_rope weight");
+    G4_CHECK(w.numel() == head_dim && head_dim <= 512, "rmsnorm_rope: weight of {} for head_dim {}", w.numel(),
+             head_dim);
+    G4_CHECK(int(inv_freq.size()) >= head_dim / 2, "rope: {} frequencies for head_dim {}", inv_freq.size(), head_dim);
+    const int64_t T = x.numel() / (int64_t(n_heads) * head_dim);
+    if (T == 0) return;
+    Tensor dpos = upload(pos, T);
+    Tensor dfreq = upload(inv_freq.data(), head_dim / 2);
+    check_launch(cuda::rmsnorm_rope(x.ptr<float>(), w.data, wtype(w.dtype, "rmsnorm_rope"), T, n_heads, head_dim, eps,
+                                    dpos.ptr<int64_t>(), dfreq.ptr<float>(), nullptr),
+                 "rmsnorm_rope");
+  }
+
+  void linear_gelu_mul(const Tensor& x, const Tensor& wg, const Tensor& wu, Tensor& out, Tensor& scratch) override {
+    const int64_t K = wg.dim(1), N = wg.dim(0), M = x.numel() / std::max<int64_t>(1, K);
+    const Tensor& g16 = precision_ == Precision::BF16 && wg.dtype == DType::F32 ? bf16_shadow(wg) : wg;
+    const Tensor& u16 = precision_ == Precision::BF16 && wu.dtype == DType::F32 ? bf16_shadow(wu) : wu;
+    const bool fused = g16.dtype == u16.dtype && g16.dtype != DType::F32 && wu.shape == wg.shape &&
+                       x.device == Device::CUDA && out.numel() == M * N &&
+                       gemv_gelu_supported(M, K, x.data, g16.data, u16.data, wtype(g16.dtype, "gate"));
+    if (!fused) return Ops::linear_gelu_mul(x, wg, wu, out, scratch);
+    auto prof = prof_.scope([&] { return fmt::format("linear_gelu_mul M<=8 N={} K={}", N, K); });
+    f32_on_device(out, "linear_gelu_mul output");
+    check_launch(gemv_gelu_mul(x.ptr<float>(), M, K, g16.data, u16.data, wtype(g16.dtype, "gate"), N, out.ptr<float>(),
+                               nullptr),
+                 "linear_gelu_mul");
   }
 
   // ---- backward: not yet on the GPU
@@ -458,6 +520,7 @@ class CudaOps final : public Ops {
     Tensor t;
     std::weak_ptr<void> owner;
   };
+  OpProfiler prof_;
   Precision precision_;
   cudaDeviceProp prop_{};
   std::shared_ptr<DevicePool> pool_ = std::make_shared<DevicePool>();

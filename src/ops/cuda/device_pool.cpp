@@ -10,6 +10,8 @@ namespace gemma4::cuda {
 
 namespace {
 
+constexpr size_t kKeepCached = size_t(256) << 20;
+
 size_t round_size(size_t bytes) {
   if (bytes < 256) return 256;
   if (bytes < (size_t(1) << 20)) return (bytes + 255) / 256 * 256;
@@ -38,6 +40,9 @@ std::shared_ptr<void> DevicePool::allocate(size_t bytes) {
       return std::shared_ptr<void>(p, [self, got](void* q) { self->release(q, got); });
     }
   }
+  // A miss while much memory sits cached (sizes that stopped recurring: a growing context's scratch) gives
+  // that memory back first, so the cache never holds more than a small fraction on top of live tensors.
+  if (cached_bytes() > std::max(kKeepCached, size)) trim();
   cudaError_t e = cudaMalloc(&p, size);
   if (e != cudaSuccess) {
     cudaGetLastError();

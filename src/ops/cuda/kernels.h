@@ -38,6 +38,15 @@ int softcap(float* x, int64_t n, float cap, cudaStream_t s);
 bool gemv_vec_supported(int64_t M, int64_t K, const void* x, const void* w, int wdt);
 int gemv_vec(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, cudaStream_t s);
 
+// ---- fused_kernels.cu (the fused forms of ops.h)
+int add_rmsnorm(float* x, float* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s, int sdt,
+                cudaStream_t st);
+int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int head_dim, float eps, const int64_t* pos,
+                 const float* inv_freq, cudaStream_t s);
+bool gemv_gelu_supported(int64_t M, int64_t K, const void* x, const void* wg, const void* wu, int wdt);
+int gemv_gelu_mul(const float* x, int64_t M, int64_t K, const void* wg, const void* wu, int wdt, int64_t N, float* y,
+                  cudaStream_t s);
+
 // ---- attention_kernels.cu
 // Split-key attention for few queries: `nsplit` blocks per (query, head), merged into o. Scratch:
 // part_m/part_l [T*Hq*nsplit], part_acc [T*Hq*nsplit*head_dim].

@@ -1,0 +1,216 @@
+// Fused kernels for the Ops fused forms (ops.h): fewer launches per decoded token, same arithmetic as the
+// composition of the plain kernels (fp32, weights widened from their stored dtype).
+// - add_rmsnorm:     x = (x + f * rsqrt(mean(f^2) + eps) * w) * s, one block per row; f gets the norm.
+// - rmsnorm_rope:    per (token, head): rmsnorm over head_dim with w, then the half-split rotation.
+// - gemv_gelu_mul:   decode-shaped gate/up projections: one warp reads the gate row and the up row of
+//                    column n and writes gelu_tanh(g) * u (16-byte weight loads, M <= 8).
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "ops/cuda/kernels.h"
+
+namespace gemma4::cuda {
+namespace {
+
+__device__ __forceinline__ float ldw(const void* p, int dt, int64_t i) {
+  if (dt == kF32) return static_cast<const float*>(p)[i];
+  if (dt == kBF16) return __uint_as_float(uint32_t(static_cast<const uint16_t*>(p)[i]) << 16);
+  return __half2float(static_cast<const __half*>(p)[i]);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ float block_sum(float v) {
+  __shared__ float part[32];
+  __shared__ float total;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < nw ? part[lane] : 0.f;
+    w = warp_sum(w);
+    if (lane == 0) total = w;
+  }
+  __syncthreads();
+  return total;
+}
+
+__device__ __forceinline__ float gelu_tanh_f(float x) {
+  const float c = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+
+__global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, int64_t D, float eps, const void* s,
+                                   int sdt) {
+  float* xr = x + int64_t(blockIdx.x) * D;
+  float* fr = f + int64_t(blockIdx.x) * D;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) ss += fr[i] * fr[i];
+  ss = block_sum(ss);
+  const float inv = 1.0f / sqrtf(ss / float(D) + eps);
+  const float sv = s ? ldw(s, sdt, 0) : 1.f;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+    const float n = fr[i] * inv * ldw(w, wdt, i);
+    fr[i] = n;
+    const float v = xr[i] + n;
+    xr[i] = s ? v * sv : v;
+  }
+}
+
+constexpr int kMaxHead = 512;
+
+__global__ void rmsnorm_rope_kernel(float* x, const void* w, int wdt, int n_heads, int hd, float eps,
+                                    const int64_t* pos, const float* inv_freq) {
+  __shared__ float v[kMaxHead];
+  const int64_t th = blockIdx.x;  // t * n_heads + h
+  const int64_t t = th / n_heads;
+  float* r = x + th * hd;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    const float a = r[i];
+    v[i] = a;
+    ss += a * a;
+  }
+  ss = block_sum(ss);  // also orders the writes of v[] before the reads below
+  const float inv = 1.0f / sqrtf(ss / float(hd) + eps);
+  const int half = hd / 2;
+  const float p = float(pos[t]);
+  for (int j = threadIdx.x; j < half; j += blockDim.x) {
+    const float a = v[j] * inv * ldw(w, wdt, j), b = v[j + half] * inv * ldw(w, wdt, j + half);
+    const float ang = p * inv_freq[j];
+    const float c = cosf(ang), sn = sinf(ang);
+    r[j] = a * c - b * sn;
+    r[j + half] = b * c + a * sn;
+  }
+  if ((hd & 1) && threadIdx.x == 0) r[hd - 1] = v[hd - 1] * inv * ldw(w, wdt, hd - 1);
+}
+
+constexpr int kWarps = 8;
+
+template <int WDT>
+__device__ __forceinline__ void widen8(const uint4& u, float* f) {
+  if constexpr (WDT == kBF16) {
+    const uint32_t q[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      f[2 * i] = __uint_as_float(q[i] << 16);
+      f[2 * i + 1] = __uint_as_float(q[i] & 0xffff0000u);
+    }
+  } else {
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float2 t = __half22float2(h[i]);
+      f[2 * i] = t.x;
+      f[2 * i + 1] = t.y;
+    }
+  }
+}
+
+template <int WDT, int M>
+__global__ void __launch_bounds__(kWarps * 32) gemv_gelu_kernel(const float* __restrict__ x, const uint4* __restrict__ wg,
+                                                                const uint4* __restrict__ wu, float* __restrict__ y,
+                                                                int64_t N, int64_t K) {
+  const int lane = threadIdx.x & 31;
+  const int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (n >= N) return;
+  const int64_t K8 = K / 8;
+  const uint4* gr = wg + n * K8;
+  const uint4* ur = wu + n * K8;
+  float ag[M], au[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) ag[m] = au[m] = 0.f;
+  int64_t c = lane;
+  for (; c + 32 < K8; c += 64) {  // two chunks of each row in flight
+    const uint4 g0 = __ldg(gr + c), g1 = __ldg(gr + c + 32), u0 = __ldg(ur + c), u1 = __ldg(ur + c + 32);
+    float fg[8], fu[8];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      widen8<WDT>(half ? g1 : g0, fg);
+      widen8<WDT>(half ? u1 : u0, fu);
+      const int64_t k = (c + 32 * half) * 8;
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
+        const float4 b = *reinterpret_cast<const float4*>(x + m * K + k + 4);
+        ag[m] += fg[0] * a.x + fg[1] * a.y + fg[2] * a.z + fg[3] * a.w + fg[4] * b.x + fg[5] * b.y + fg[6] * b.z + fg[7] * b.w;
+        au[m] += fu[0] * a.x + fu[1] * a.y + fu[2] * a.z + fu[3] * a.w + fu[4] * b.x + fu[5] * b.y + fu[6] * b.z + fu[7] * b.w;
+      }
+    }
+  }
+  for (; c < K8; c += 32) {
+    float fg[8], fu[8];
+    widen8<WDT>(__ldg(gr + c), fg);
+    widen8<WDT>(__ldg(ur + c), fu);
+    const int64_t k = c * 8;
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
+      const float4 b = *reinterpret_cast<const float4*>(x + m * K + k + 4);
+      ag[m] += fg[0] * a.x + fg[1] * a.y + fg[2] * a.z + fg[3] * a.w + fg[4] * b.x + fg[5] * b.y + fg[6] * b.z + fg[7] * b.w;
+      au[m] += fu[0] * a.x + fu[1] * a.y + fu[2] * a.z + fu[3] * a.w + fu[4] * b.x + fu[5] * b.y + fu[6] * b.z + fu[7] * b.w;
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    const float g = warp_sum(ag[m]), u = warp_sum(au[m]);
+    if (lane == 0) y[m * N + n] = gelu_tanh_f(g) * u;
+  }
+}
+
+template <int M>
+void launch_gelu(const float* x, const void* wg, const void* wu, int wdt, int64_t N, int64_t K, float* y,
+                 cudaStream_t s) {
+  const unsigned grid = unsigned((N + kWarps - 1) / kWarps);
+  const auto* g = static_cast<const uint4*>(wg);
+  const auto* u = static_cast<const uint4*>(wu);
+  if (wdt == kBF16) gemv_gelu_kernel<kBF16, M><<<grid, kWarps * 32, 0, s>>>(x, g, u, y, N, K);
+  else gemv_gelu_kernel<kF16, M><<<grid, kWarps * 32, 0, s>>>(x, g, u, y, N, K);
+}
+
+}  // namespace
+
+int add_rmsnorm(float* x, float* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s, int sdt,
+                cudaStream_t st) {
+  if (rows > 0) add_rmsnorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, st>>>(x, f, w, wdt, D, eps, s, sdt);
+  return int(cudaGetLastError());
+}
+
+int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int head_dim, float eps, const int64_t* pos,
+                 const float* inv_freq, cudaStream_t s) {
+  if (head_dim > kMaxHead || head_dim <= 0) return int(cudaErrorInvalidValue);
+  if (T > 0)
+    rmsnorm_rope_kernel<<<unsigned(T * n_heads), 128, 0, s>>>(x, w, wdt, n_heads, head_dim, eps, pos, inv_freq);
+  return int(cudaGetLastError());
+}
+
+bool gemv_gelu_supported(int64_t M, int64_t K, const void* x, const void* wg, const void* wu, int wdt) {
+  return M >= 1 && M <= 8 && wdt != kF32 && K % 8 == 0 && (uintptr_t(x) % 16) == 0 && (uintptr_t(wg) % 16) == 0 &&
+         (uintptr_t(wu) % 16) == 0;
+}
+
+int gemv_gelu_mul(const float* x, int64_t M, int64_t K, const void* wg, const void* wu, int wdt, int64_t N, float* y,
+                  cudaStream_t s) {
+  if (!gemv_gelu_supported(M, K, x, wg, wu, wdt)) return int(cudaErrorInvalidValue);
+  if (N <= 0) return 0;
+  switch (M) {
+    case 1: launch_gelu<1>(x, wg, wu, wdt, N, K, y, s); break;
+    case 2: launch_gelu<2>(x, wg, wu, wdt, N, K, y, s); break;
+    case 3: launch_gelu<3>(x, wg, wu, wdt, N, K, y, s); break;
+    case 4: launch_gelu<4>(x, wg, wu, wdt, N, K, y, s); break;
+    case 5: launch_gelu<5>(x, wg, wu, wdt, N, K, y, s); break;
+    case 6: launch_gelu<6>(x, wg, wu, wdt, N, K, y, s); break;
+    case 7: launch_gelu<7>(x, wg, wu, wdt, N, K, y, s); break;
+    default: launch_gelu<8>(x, wg, wu, wdt, N, K, y, s); break;
+  }
+  return int(cudaGetLastError());
+}
+
+}  // namespace gemma4::cuda
