@@ -83,6 +83,72 @@ std::vector<int64_t> parse_list(const std::string& s) {
   return v;
 }
 
+// Per-op timings of the 12B decode shapes: 50 back-to-back calls between two events (host overhead hidden
+// unless the op is shorter than its launch), GB/s for the matmuls against the copy bandwidth.
+int run_micro(Precision prec, double bw) {
+  auto ops = make_cuda_ops(prec);
+  std::mt19937 g(1);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  auto dev = [&](Shape shape, DType dt) {
+    std::vector<float> v(size_t(shape_numel(shape)));
+    for (auto& x : v) x = 0.05f * nd(g);
+    return ops->to_device(Tensor::from_f32(v, shape).to(dt));
+  };
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  auto time_us = [&](auto&& fn) {
+    fn();
+    ops->synchronize();
+    cudaEventRecord(e0);
+    for (int i = 0; i < 50; ++i) fn();
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    return 1000.0 * ms / 50;
+  };
+  std::printf("%-48s %10s %10s\n", "op (12B decode shape)", "us/call", "GB/s");
+  for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{
+           {2048, 3840}, {4096, 3840}, {3840, 4096}, {8192, 3840}, {15360, 3840}, {3840, 15360}, {262144, 3840}}) {
+    Tensor x = dev({1, K}, DType::F32), w = dev({N, K}, DType::BF16), y = ops->alloc(DType::F32, {1, N});
+    double us = time_us([&] { ops->linear(x, w, y); });
+    std::printf("%-48s %10.1f %10.0f\n", fmt::format("linear bf16 M=1 N={} K={}", N, K).c_str(), us,
+                w.nbytes() / (us * 1e3));
+  }
+  {
+    Tensor x = dev({1, 3840}, DType::F32), wg = dev({15360, 3840}, DType::BF16), wu = dev({15360, 3840}, DType::BF16);
+    Tensor y = ops->alloc(DType::F32, {1, 15360}), sc = ops->alloc(DType::F32, {1, 15360});
+    double us = time_us([&] { ops->linear_gelu_mul(x, wg, wu, y, sc); });
+    std::printf("%-48s %10.1f %10.0f\n", "linear_gelu_mul bf16 M=1 N=15360 K=3840", us, 2 * wg.nbytes() / (us * 1e3));
+  }
+  for (auto [hq, hkv, hd, S, W] : std::vector<std::tuple<int, int, int, int64_t, int>>{
+           {16, 8, 256, 512, 1024}, {16, 8, 256, 1024, 1024}, {16, 1, 512, 4096, 0}, {16, 1, 512, 32768, 0}}) {
+    Tensor q = dev({1, int64_t(hq) * hd}, DType::F32), k = dev({S, int64_t(hkv) * hd}, DType::F32),
+           v = dev({S, int64_t(hkv) * hd}, DType::F32), o = ops->alloc(DType::F32, {1, int64_t(hq) * hd});
+    std::vector<int64_t> qp = {S - 1}, kp(S);
+    for (int64_t i = 0; i < S; ++i) kp[i] = i;
+    AttnMask m;
+    m.q_pos = qp.data();
+    m.k_pos = kp.data();
+    m.window = W;
+    double us = time_us([&] { ops->attention(q, k, v, hq, hkv, hd, 1.f, m, o); });
+    std::printf("%-48s %10.1f %10.0f\n", fmt::format("attention decode heads {}/{} hd {} keys {}", hq, hkv, hd, S).c_str(),
+                us, 2.0 * k.nbytes() / (us * 1e3));
+  }
+  {
+    Tensor x = dev({1, 3840}, DType::F32), w = dev({3840}, DType::BF16), y = ops->alloc(DType::F32, {1, 3840});
+    std::printf("%-48s %10.1f\n", "rmsnorm 3840", time_us([&] { ops->rmsnorm(x, &w, 1e-6f, y); }));
+    Tensor f = dev({1, 3840}, DType::F32);
+    std::printf("%-48s %10.1f\n", "add_rmsnorm_norm 3840",
+                time_us([&] { ops->add_rmsnorm_norm(x, f, w, 1e-6f, nullptr, w, y); }));
+    Tensor a = ops->alloc(DType::F32, {1, 2048}), b = ops->alloc(DType::F32, {1, 2048});
+    std::printf("%-48s %10.1f\n", "copy 8 KB (KV append)", time_us([&] { ops->copy(a, b); }));
+  }
+  std::printf("(copy bandwidth %.0f GB/s)\n", bw / 1e9);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -91,6 +157,8 @@ int main(int argc, char** argv) {
     std::vector<int64_t> prefill = {512, 4096}, contexts = {512, 4096, 32768};
     int decode = 32;
     int64_t chunk = 4096;
+    bool micro = false;  // per-op timings of the decode shapes, then exit
+    int shrink = 1;  // > 1: hidden, intermediate and vocab divided by it (same op count: measures host overhead)
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a == "--arch" && i + 1 < argc) arch = argv[++i];
@@ -100,9 +168,11 @@ int main(int argc, char** argv) {
       else if (a == "--decode" && i + 1 < argc) decode = std::atoi(argv[++i]);
       else if (a == "--chunk" && i + 1 < argc) chunk = std::atoll(argv[++i]);
       else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+      else if (a == "--shrink" && i + 1 < argc) shrink = std::atoi(argv[++i]);
+      else if (a == "--micro") micro = true;
       else
         throw Error("usage: bench_cuda [--arch 12b] [--precision bf16|f32] [--prefill 512,4096] "
-                    "[--contexts 512,4096,32768] [--decode N] [--chunk 4096] [--json FILE]");
+                    "[--contexts 512,4096,32768] [--decode N] [--chunk 4096] [--json FILE] [--shrink N]");
     }
     std::string why;
     if (!cuda_available(&why)) {
@@ -117,12 +187,21 @@ int main(int argc, char** argv) {
     const double bw = copy_bandwidth(size_t(2) << 30);
     std::printf("device copy bandwidth (read+write): %.0f GB/s\n", bw / 1e9);
 
+    if (micro) return run_micro(prec, bw);
     ModelConfig cfg = arch_config(arch);
     BindOptions bo;
     bo.use_vision = false;
     bo.use_audio = false;
     cfg.vision.reset();
     cfg.audio.reset();
+    if (shrink > 1) {
+      cfg.text.hidden_size /= shrink;
+      cfg.text.intermediate_size /= shrink;
+      cfg.text.vocab_size /= shrink;
+      std::printf("shrunk by %d: hidden %lld, intermediate %lld, vocab %lld (GPU work is tiny: host-bound figures)\n",
+                  shrink, (long long)cfg.text.hidden_size, (long long)cfg.text.intermediate_size,
+                  (long long)cfg.text.vocab_size);
+    }
     auto ops = make_cuda_ops(prec);
     // Random pools on the host, tiled into every weight on the device.
     const int64_t pool_n = int64_t(1) << 24;
@@ -195,6 +274,7 @@ int main(int argc, char** argv) {
       m.ops().release_cached_memory();
       m.ops().reset_memory_peak();
       KVCache c = m.new_cache();
+      c.reserve(C + decode);  // as generate() does: prompt + new tokens
       Tensor l;
       const double a = now();
       for (int64_t p = 0; p < C; p += chunk) {

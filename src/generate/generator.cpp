@@ -17,6 +17,7 @@ std::vector<int64_t> generate(Model& model, const std::vector<int64_t>& prompt, 
   G4_CHECK(opt.max_new_tokens >= 0, "max_new_tokens must be >= 0");
   Sampler sampler(opt.sampling);
   KVCache cache = model.new_cache();
+  cache.reserve(int64_t(prompt.size()) + opt.max_new_tokens);
   std::vector<int64_t> out;
   if (opt.max_new_tokens == 0) return out;
   const int64_t V = model.config().text.vocab_size;

@@ -153,6 +153,12 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
   Tensor gbuf = ops.alloc(DType::F32, {T * max_inter}), ubuf = ops.alloc(DType::F32, {T * max_inter});
 
   std::vector<KeySet> keysets(layers_.size());
+  // A layer's gathered keys are kept past its own attention only when a KV-shared layer reads them (§6.2);
+  // otherwise they are dropped at once (a 4096-token chunk's window copies are ~84 MB per 12B sliding layer).
+  std::vector<bool> shared_later(layers_.size(), false);
+  for (auto& s : layers_)
+    if (s.kv_source >= 0) shared_later[s.kv_source] = true;
+  bool a_ready = false;  // hbuf already holds rmsnorm(x, input_layernorm) of the current layer
   const int nq = tc.num_attention_heads;
 
   for (size_t li = 0; li < layers_.size(); ++li) {
@@ -166,7 +172,8 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     // --- Attention block (§2.4.2, §2.4.3)
     if (lt) rec(lt->x0, x);
     Tensor a = hbuf;
-    ops.rmsnorm(x, &lw.input_layernorm, eps, a);
+    if (!a_ready) ops.rmsnorm(x, &lw.input_layernorm, eps, a);  // else the previous layer's fused add computed it
+    a_ready = false;
     if (lt) rec(lt->a, a);
     Tensor q = rows_view(qbuf, T, qd);
     ops.linear(a, lw.q_proj, q);
@@ -226,16 +233,15 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     mask.window = s.type == LayerType::Sliding ? tc.sliding_window : 0;
     Tensor o = rows_view(obuf, T, qd);
     ops.attention(q, ks->k, ks->v, nq, nkv, hd, /*scale=*/1.0f, mask, o);  // scale 1.0 (§2.4.2)
+    if (s.kv_source < 0 && !shared_later[li]) keysets[li] = KeySet{};
     if (lt) rec(lt->o, o);
     Tensor attn_out = hbuf;
     ops.linear(o, lw.o_proj, attn_out);
     if (lt) rec(lt->p, attn_out);
-    ops.add_rmsnorm(x, attn_out, lw.post_attention_layernorm, eps, nullptr);
-    if (lt) rec(lt->x1, x);
-
-    // --- Feed-forward block (§2.4.4; MoE §8.3)
+    // --- Feed-forward block (§2.4.4; MoE §8.3), its pre-norm fused into the residual add
     Tensor m = hbuf;
-    ops.rmsnorm(x, &lw.pre_feedforward_layernorm, eps, m);
+    ops.add_rmsnorm_norm(x, attn_out, lw.post_attention_layernorm, eps, nullptr, lw.pre_feedforward_layernorm, m);
+    if (lt) rec(lt->x1, x);
     if (lt) rec(lt->m, m);
     const int64_t I = s.intermediate_size;
     Tensor g = rows_view(gbuf, T, I), u = rows_view(ubuf, T, I);
@@ -262,7 +268,14 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     if (lt) rec(lt->f, f);
     // layer_scalar scales the whole residual stream (§2.4); fused into this add when nothing follows.
     const bool scale_now = P == 0 && !lt;
-    ops.add_rmsnorm(x, f, lw.post_feedforward_layernorm, eps, scale_now ? &lw.layer_scalar : nullptr);
+    if (scale_now && li + 1 < layers_.size()) {  // and the next layer's input norm, into hbuf
+      Tensor next_a = hbuf;
+      ops.add_rmsnorm_norm(x, f, lw.post_feedforward_layernorm, eps, &lw.layer_scalar,
+                           W.layers[li + 1].input_layernorm, next_a);
+      a_ready = true;
+    } else {
+      ops.add_rmsnorm(x, f, lw.post_feedforward_layernorm, eps, scale_now ? &lw.layer_scalar : nullptr);
+    }
     if (lt) rec(lt->x2, x);
 
     // --- Per-layer input (§8.2)

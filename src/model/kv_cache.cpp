@@ -28,6 +28,20 @@ KVCache::KVCache(const TextConfig& cfg, Ops* ops) : ops_(ops) {
   }
 }
 
+void KVCache::grow(Layer& L, int64_t rows) {
+  Tensor nk = alloc(rows, L.kv_dim), nv = alloc(rows, L.kv_dim);
+  copy_rows(L.k, 0, nk, 0, L.count);
+  copy_rows(L.v, 0, nv, 0, L.count);
+  L.k = std::move(nk);
+  L.v = std::move(nv);
+  L.rows = rows;
+}
+
+void KVCache::reserve(int64_t positions) {
+  for (Layer& L : layers_)
+    if (L.kv_dim > 0 && L.capacity == 0 && positions > L.rows) grow(L, positions);
+}
+
 Tensor KVCache::alloc(int64_t rows, int64_t kv_dim) const { return ops_->alloc(DType::F32, {rows, kv_dim}); }
 
 void KVCache::copy_rows(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_row, int64_t n) const {
@@ -47,15 +61,7 @@ void KVCache::append(int layer, int64_t pos0, const Tensor& k, const Tensor& v) 
            k.numel(), v.numel());
   const Tensor k2 = k.reshape({T, L.kv_dim}), v2 = v.reshape({T, L.kv_dim});
   if (L.capacity == 0) {  // full layer: grow geometrically
-    if (L.count + T > L.rows) {
-      int64_t rows = std::max<int64_t>({L.count + T, 2 * L.rows, 64});
-      Tensor nk = alloc(rows, L.kv_dim), nv = alloc(rows, L.kv_dim);
-      copy_rows(L.k, 0, nk, 0, L.count);
-      copy_rows(L.v, 0, nv, 0, L.count);
-      L.k = std::move(nk);
-      L.v = std::move(nv);
-      L.rows = rows;
-    }
+    if (L.count + T > L.rows) grow(L, std::max<int64_t>({L.count + T, 2 * L.rows, 64}));
     copy_rows(k2, 0, L.k, L.count, T);
     copy_rows(v2, 0, L.v, L.count, T);
     L.count += T;

@@ -24,6 +24,9 @@ class KVCache {
   KVCache& operator=(const KVCache&) = delete;
 
   int64_t length() const { return length_; }  // positions seen so far
+  // Full layers grow geometrically as positions arrive; reserving the final length up front (prompt + new
+  // tokens) allocates each full layer once: no regrowth copies, no transient 3x memory at long contexts.
+  void reserve(int64_t positions);
   // Appends T positions (k, v: [T, kv_dim], on the cache's device or the CPU) for `layer` starting at
   // position `pos0` == the layer's next position (before advance()). Sliding layers keep only the newest
   // `window` positions.
@@ -57,6 +60,7 @@ class KVCache {
     Tensor k, v;            // [rows, kv_dim] on the cache's device
   };
   Tensor alloc(int64_t rows, int64_t kv_dim) const;
+  void grow(Layer& L, int64_t rows);
   void copy_rows(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_row, int64_t n) const;
 
   std::shared_ptr<Ops> own_ops_;  // the CPU ops when none was given

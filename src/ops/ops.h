@@ -100,6 +100,12 @@ class Ops {
     add(x, f, x);
     if (s) scale(x, *s);
   }
+  // add_rmsnorm, then out = rmsnorm(x, w_next) (the next block's pre-norm, read from the updated residual).
+  virtual void add_rmsnorm_norm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s,
+                                const Tensor& w_next, Tensor& out) {
+    add_rmsnorm(x, f, w, eps, s);
+    rmsnorm(x, &w_next, eps, out);
+  }
   // In place on x viewed as [T, n_heads, head_dim]: per-head rmsnorm with w [head_dim], then rope().
   virtual void rmsnorm_rope(Tensor& x, const Tensor& w, float eps, int n_heads, int head_dim, const int64_t* pos,
                             const std::vector<float>& inv_freq) {

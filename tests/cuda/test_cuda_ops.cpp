@@ -314,6 +314,14 @@ TEST(CudaOps, FusedForms) {
       gpu().add_rmsnorm(xg, fg, wg, 1e-6f, with_scale ? &sg : nullptr);
       compare(fmt::format("add_rmsnorm D={}{}", D, with_scale ? " *scale" : ""), xg, xc);
       compare(fmt::format("add_rmsnorm D={} (normed f)", D), fg, fc);
+      // With the next block's pre-norm, written over f (the forward's aliasing).
+      Tensor w2 = randn({D}, 1.f, DType::BF16);
+      Tensor xc2 = x.to_f32(), fc2 = f.to_f32();
+      cpu().add_rmsnorm_norm(xc2, fc2, w, 1e-6f, with_scale ? &sc : nullptr, w2, fc2);
+      Tensor xg2 = gpu().to_device(x), fg2 = gpu().to_device(f);
+      gpu().add_rmsnorm_norm(xg2, fg2, wg, 1e-6f, with_scale ? &sg : nullptr, gpu().to_device(w2), fg2);
+      compare(fmt::format("add_rmsnorm_norm D={}{} (x)", D, with_scale ? " *scale" : ""), xg2, xc2);
+      compare(fmt::format("add_rmsnorm_norm D={}{} (out over f)", D, with_scale ? " *scale" : ""), fg2, fc2);
     }
   }
   for (auto [nh, hd] : {std::pair<int, int>{16, 256}, {1, 512}, {4, 64}}) {

@@ -25,8 +25,8 @@ void ckb(cublasStatus_t e, const char* what) {
 
 }  // namespace
 
-bool chunked_attention_applies(const int64_t* k_pos, int64_t S, bool has_blocks) {
-  if (has_blocks || S == 0) return false;
+bool keys_consecutive(const int64_t* k_pos, int64_t S) {
+  if (S == 0) return false;
   for (int64_t j = 1; j < S; ++j)
     if (k_pos[j] != k_pos[0] + j) return false;
   return true;
@@ -54,10 +54,12 @@ void attention_chunked(const ChunkedAttention& a, const Scratch& scratch) {
     ck(cudaError_t(f32_to_bf16(a.v, vb.get(), S * kvd, a.stream)), "attention: v to bf16");
     q = qb.get(), k = kb.get(), v = vb.get();
   }
-  auto keys_for = [&](int64_t c) { return a.window > 0 ? std::min<int64_t>(S, c + a.window) : S; };
+  auto keys_for = [&](int64_t c) { return a.window > 0 && a.keys_consecutive ? std::min<int64_t>(S, c + a.window) : S; };
   // Chunk rows so that scores (fp32) + probabilities stay within the budget.
   const double budget = double(a.scratch_budget_bytes);
-  int64_t C = std::min<int64_t>(T, 1024);
+  // Sliding layers: chunks of a quarter window, so most of each chunk's key range (C + window - 1) is inside
+  // the window of every query (80% for C = window/4, 50% for C = window).
+  int64_t C = std::min<int64_t>(T, a.window > 0 ? std::clamp<int64_t>(a.window / 4, 64, 1024) : 1024);
   while (C > 16 && double(Hq) * C * keys_for(C) * (4 + eb) > budget) C = (C + 1) / 2;
   std::shared_ptr<void> sc = scratch(size_t(Hq) * C * keys_for(C) * 4);
   std::shared_ptr<void> pr = scratch(size_t(Hq) * C * keys_for(C) * eb);
@@ -70,8 +72,8 @@ void attention_chunked(const ChunkedAttention& a, const Scratch& scratch) {
     const int64_t i1 = std::min(T, i0 + C), c = i1 - i0;
     int64_t qmin = a.q_pos_host[i0], qmax = qmin;
     for (int64_t i = i0; i < i1; ++i) qmin = std::min(qmin, a.q_pos_host[i]), qmax = std::max(qmax, a.q_pos_host[i]);
-    const int64_t j_lo = a.window > 0 ? std::max<int64_t>(0, qmin - a.window + 1 - k0) : 0;
-    const int64_t j_hi = std::min<int64_t>(S, qmax - k0 + 1);
+    const int64_t j_lo = !a.keys_consecutive ? 0 : a.window > 0 ? std::max<int64_t>(0, qmin - a.window + 1 - k0) : 0;
+    const int64_t j_hi = !a.keys_consecutive ? S : std::min<int64_t>(S, qmax - k0 + 1);
     float* o_rows = a.o + i0 * ldq;
     if (j_hi <= j_lo) {  // no query of the chunk sees a key
       ck(cudaMemsetAsync(o_rows, 0, size_t(c) * ldq * 4, a.stream), "attention: zero rows");
@@ -83,6 +85,20 @@ void attention_chunked(const ChunkedAttention& a, const Scratch& scratch) {
     const char* vc = static_cast<const char*>(v) + size_t(j_lo) * kvd * eb;
     // Batches: with one KV head every query head is a batch entry (K stride 0); otherwise one call per
     // member j of the query group, batched over the KV heads (query head h = kv_head * g + j).
+    if (c == 1) {  // one query (decode): its g heads of a KV head are g columns (ld = hd); K, V read once
+      ckb(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(sk), g, hd, &one, kc, in_t, int(kvd), hd, qc,
+                                     in_t, hd, int64_t(g) * hd, &zero, scores, CUDA_R_32F, int(sk), int64_t(g) * sk,
+                                     Hkv, comp, CUBLAS_GEMM_DEFAULT),
+          "attention scores GEMM");
+      ck(cudaError_t(masked_softmax(scores, Hq, 1, sk, a.scale, a.q_pos_dev + i0, a.k_pos_dev + j_lo, a.window, probs,
+                                    bf, a.stream)),
+         "attention softmax");
+      ckb(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, hd, g, int(sk), &one, vc, in_t, int(kvd), hd, probs,
+                                     in_t, int(sk), int64_t(g) * sk, &zero, o_rows, CUDA_R_32F, hd, int64_t(g) * hd,
+                                     Hkv, comp, CUBLAS_GEMM_DEFAULT),
+          "attention output GEMM");
+      continue;
+    }
     const int calls = Hkv == 1 ? 1 : g;
     const int batch = Hkv == 1 ? Hq : Hkv;
     const int64_t kv_stride = Hkv == 1 ? 0 : hd;

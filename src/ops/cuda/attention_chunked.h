@@ -1,6 +1,6 @@
-// Prefill attention on tensor cores (attention_chunked.cpp): chunked Q K^T -> masked softmax -> P V with
-// cuBLAS, for the common case of keys at consecutive positions (a fresh or continued cache) and no
-// bidirectional blocks. Host code; shared by nvcc-free translation units.
+// Attention as cuBLAS GEMMs (attention_chunked.cpp): chunked Q K^T -> masked softmax -> P V, without
+// bidirectional blocks. Prefill (keys at consecutive positions: each chunk reads only its key range) and
+// decode (any key order, e.g. a ring: all keys, the softmax masks by position). Host code.
 #pragma once
 #include <cublas_v2.h>
 
@@ -25,13 +25,14 @@ struct ChunkedAttention {
   const int64_t *q_pos_host, *k_pos_host;  // positions (host copies, for the key ranges)
   const int64_t *q_pos_dev, *k_pos_dev;    // the same on the device (for the softmax mask)
   bool bf16;                           // bf16 GEMM inputs + tensor cores, else exact fp32
+  bool keys_consecutive;               // k_pos[j] = k_pos[0] + j: key ranges per chunk; else all keys, masked
   cublasHandle_t blas_tc, blas_f32;    // default math (tensor cores) / pedantic fp32
   size_t scratch_budget_bytes = size_t(512) << 20;
   cudaStream_t stream = nullptr;
 };
 
-// True when the keys sit at consecutive positions k_pos[0] + j and there is no block overlay.
-bool chunked_attention_applies(const int64_t* k_pos, int64_t S, bool has_blocks);
+// True when the keys sit at consecutive positions k_pos[0] + j.
+bool keys_consecutive(const int64_t* k_pos, int64_t S);
 void attention_chunked(const ChunkedAttention& a, const Scratch& scratch);
 
 }  // namespace gemma4::cuda

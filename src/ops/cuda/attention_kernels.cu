@@ -35,6 +35,9 @@ __device__ __forceinline__ bool visible(int64_t qp, int64_t kp, int window, int3
 }
 
 // part_m/part_l: [rows, nsplit]; part_acc: [rows, nsplit, hd]; rows = T * Hq (row = t * Hq + h).
+// VEC: head_dim % 128 == 0 and 16-byte aligned rows: lane l owns the contiguous dims [l*P, l*P + P) (P =
+// hd/32), read as float4; otherwise lane l owns dims l, l+32, ... Each warp keeps two keys in flight.
+template <bool VEC>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_split_kernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
                            int64_t S, int Hq, int Hkv, int hd, float scale, const int64_t* q_pos, const int64_t* k_pos,
@@ -49,12 +52,16 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int kh = h / (Hq / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t qs = int64_t(Hq) * hd, ks = int64_t(Hkv) * hd;
+  const int per = VEC ? hd / 32 : 0;  // contiguous dims per lane (VEC)
+  // Element i of this lane: dim (VEC ? lane*per + i : lane + 32*i).
+  auto dim_of = [&](int i) { return VEC ? lane * per + i : lane + 32 * i; };
   const float* qv = q + t * qs + int64_t(h) * hd;
   float qr[kPer], acc[kPer];
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
-    const int d = lane + 32 * i;
-    qr[i] = d < hd ? qv[d] * scale : 0.f;
+    const int d = dim_of(i);
+    const bool in = VEC ? i < per : d < hd;
+    qr[i] = in ? qv[d] * scale : 0.f;
     acc[i] = 0.f;
   }
   const int64_t qp = q_pos[t];
@@ -62,26 +69,37 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t s_begin = int64_t(split) * chunk;
   const int64_t s_end = s_begin + chunk < S ? s_begin + chunk : S;
   float m = -INFINITY, l = 0.f;
+  auto load_row = [&](const float* base, float* out) {
+    if constexpr (VEC) {
+#pragma unroll
+      for (int i = 0; i < kPer; i += 4) {
+        if (i < per) {
+          const float4 f = *reinterpret_cast<const float4*>(base + lane * per + i);
+          out[i] = f.x, out[i + 1] = f.y, out[i + 2] = f.z, out[i + 3] = f.w;
+        } else {
+          out[i] = out[i + 1] = out[i + 2] = out[i + 3] = 0.f;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) out[i] = lane + 32 * i < hd ? base[lane + 32 * i] : 0.f;
+    }
+  };
   for (int64_t s = s_begin + warp; s < s_end; s += kWarps) {
     if (!visible(qp, k_pos[s], window, qb, k_block ? k_block[s] : -1)) continue;
-    const float* kr = k + s * ks + int64_t(kh) * hd;
-    const float* vr = v + s * ks + int64_t(kh) * hd;
+    float kr[kPer], vr[kPer];
+    load_row(k + s * ks + int64_t(kh) * hd, kr);
+    load_row(v + s * ks + int64_t(kh) * hd, vr);  // issued before the reduction: both rows in flight
     float d = 0.f;
 #pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int dd = lane + 32 * i;
-      if (dd < hd) d += qr[i] * kr[dd];
-    }
+    for (int i = 0; i < kPer; ++i) d += qr[i] * kr[i];
     const float sc = warp_sum(d);
     const float mn = fmaxf(m, sc);
     const float corr = __expf(m - mn);
     const float p = __expf(sc - mn);
     l = l * corr + p;
 #pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int dd = lane + 32 * i;
-      if (dd < hd) acc[i] = acc[i] * corr + p * vr[dd];
-    }
+    for (int i = 0; i < kPer; ++i) acc[i] = acc[i] * corr + p * vr[i];
     m = mn;
   }
   if (lane == 0) {
@@ -89,7 +107,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     s_l[warp] = l;
   }
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) s_acc[warp][lane + 32 * i] = acc[i];
+  for (int i = 0; i < kPer; ++i) {
+    const int d = dim_of(i);
+    if (VEC ? i < per : d < hd) s_acc[warp][d] = acc[i];
+  }
   __syncthreads();
   float M = -INFINITY;
   for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w]);
@@ -194,8 +215,15 @@ int attention_split(const float* q, const float* k, const float* v, int64_t T, i
   if (T <= 0) return 0;
   const int64_t chunk = (S + nsplit - 1) / nsplit;
   dim3 grid(unsigned(T * n_q_heads), unsigned(nsplit));
-  attention_split_kernel<<<grid, kWarps * 32, 0, s>>>(q, k, v, S, n_q_heads, n_kv_heads, head_dim, scale, q_pos, k_pos,
-                                                      window, q_block, k_block, chunk, part_m, part_l, part_acc);
+  const bool vec = head_dim % 128 == 0 && uintptr_t(q) % 16 == 0 && uintptr_t(k) % 16 == 0 && uintptr_t(v) % 16 == 0;
+  if (vec)
+    attention_split_kernel<true><<<grid, kWarps * 32, 0, s>>>(q, k, v, S, n_q_heads, n_kv_heads, head_dim, scale, q_pos,
+                                                              k_pos, window, q_block, k_block, chunk, part_m, part_l,
+                                                              part_acc);
+  else
+    attention_split_kernel<false><<<grid, kWarps * 32, 0, s>>>(q, k, v, S, n_q_heads, n_kv_heads, head_dim, scale,
+                                                               q_pos, k_pos, window, q_block, k_block, chunk, part_m,
+                                                               part_l, part_acc);
   attention_merge_kernel<<<unsigned(T * n_q_heads), 128, 0, s>>>(part_m, part_l, part_acc, nsplit, n_q_heads,
                                                                  head_dim, o);
   return int(cudaGetLastError());
@@ -204,7 +232,7 @@ int attention_split(const float* q, const float* k, const float* v, int64_t T, i
 int masked_softmax(const float* scores, int64_t rows, int64_t C, int64_t Sk, float scale, const int64_t* q_pos,
                    const int64_t* k_pos, int window, void* probs, bool probs_bf16, cudaStream_t s) {
   if (rows <= 0 || Sk <= 0) return 0;
-  const int threads = Sk >= 1024 ? 256 : 128;
+  const int threads = Sk >= 8192 && rows < 1024 ? 1024 : Sk >= 1024 ? 256 : 128;  // long rows, few of them: wide
   if (probs_bf16)
     masked_softmax_kernel<<<unsigned(rows), threads, 0, s>>>(scores, C, Sk, scale, q_pos, k_pos, window,
                                                              static_cast<__nv_bfloat16*>(probs));

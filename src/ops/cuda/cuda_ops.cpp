@@ -327,20 +327,26 @@ class CudaOps final : public Ops {
       kb = upload(mask.k_block, S);
     }
 #ifdef GEMMA4_HAS_CUBLAS
-    // Prefill: tensor-core GEMMs over query chunks when the keys are at consecutive positions.
-    if (T >= kChunkedMinQueries && chunked_attention_applies(mask.k_pos, S, mask.q_block != nullptr)) {
+    // cuBLAS GEMMs + masked softmax (attention_chunked.cpp): prefill over query chunks (tensor cores in bf16
+    // precision) when the keys are at consecutive positions; decode over many keys in any order (fp32 GEMMs,
+    // memory-bound: K and V are read once for all query heads of a KV head).
+    const bool consecutive = keys_consecutive(mask.k_pos, S);
+    const bool prefill = T >= kChunkedMinQueries && consecutive;
+    const bool long_decode = T < kChunkedMinQueries && S >= kGemmDecodeMinKeys;
+    if (!mask.q_block && (prefill || long_decode)) {
       ChunkedAttention c{q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), o.ptr<float>(), T, S, n_q_heads, n_kv_heads,
                          head_dim, scale, mask.window, mask.q_pos, mask.k_pos, qp.ptr<int64_t>(), kp.ptr<int64_t>(),
-                         precision_ == Precision::BF16, blas_tc_, blas_};
+                         precision_ == Precision::BF16 && prefill, consecutive, blas_tc_, blas_};
       attention_chunked(c, [this](size_t n) { return pool_->allocate(n); });
-      check_launch(0, "attention (chunked)");
+      check_launch(0, "attention (cuBLAS)");
       return;
     }
 #endif
     // Few queries (decode): split the keys over enough blocks to fill the GPU, then merge.
     const int64_t rows = T * n_q_heads;
-    int64_t nsplit = (2 * int64_t(prop_.multiProcessorCount) + rows - 1) / rows;
-    nsplit = std::max<int64_t>(1, std::min<int64_t>({nsplit, (S + 63) / 64, 64}));
+    // About 8 blocks per SM, at least 16 keys (two per warp) per block.
+    int64_t nsplit = (8 * int64_t(prop_.multiProcessorCount) + rows - 1) / rows;
+    nsplit = std::max<int64_t>(1, std::min<int64_t>({nsplit, (S + 15) / 16, 128}));
     auto part = pool_->allocate(size_t(rows) * nsplit * (2 + head_dim) * sizeof(float));
     float* pm = static_cast<float*>(part.get());
     float* pl = pm + rows * nsplit;
@@ -401,21 +407,11 @@ class CudaOps final : public Ops {
 
   // ---- fused forms (ops.h)
   void add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s) override {
-    auto prof = prof_.scope([&] { return std::string("add_rmsnorm"); });
-    f32_on_device(x, "add_rmsnorm");
-    f32_on_device(f, "add_rmsnorm");
-    on_device(w, "add_rmsnorm weight");
-    const int64_t D = w.numel();
-    G4_CHECK(D > 0 && x.numel() == f.numel() && x.numel() % D == 0, "add_rmsnorm: shapes {} / {} with width {}",
-             shape_str(x.shape), shape_str(f.shape), D);
-    if (s && s->device == Device::CPU) {  // a host scale: fall back to the composition
-      Ops::add_rmsnorm(x, f, w, eps, s);
-      return;
-    }
-    if (s) on_device(*s, "add_rmsnorm scale");
-    check_launch(cuda::add_rmsnorm(x.ptr<float>(), f.ptr<float>(), w.data, wtype(w.dtype, "add_rmsnorm"), x.numel() / D,
-                                   D, eps, s ? s->data : nullptr, s ? wtype(s->dtype, "scale") : 0, nullptr),
-                 "add_rmsnorm");
+    fused_add_rmsnorm(x, f, w, eps, s, nullptr, nullptr);
+  }
+  void add_rmsnorm_norm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s, const Tensor& w_next,
+                        Tensor& out) override {
+    fused_add_rmsnorm(x, f, w, eps, s, &w_next, &out);
   }
 
   void rmsnorm_rope(Tensor& x, const Tensor& w, float eps, int n_heads, int head_dim, const int64_t* pos,
@@ -470,6 +466,35 @@ class CudaOps final : public Ops {
 
  private:
   static constexpr int64_t kChunkedMinQueries = 16;
+  static constexpr int64_t kGemmDecodeMinKeys = 512;
+
+  void fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s, const Tensor* w2,
+                         Tensor* out) {
+    auto prof = prof_.scope([&] { return std::string(w2 ? "add_rmsnorm_norm" : "add_rmsnorm"); });
+    f32_on_device(x, "add_rmsnorm");
+    f32_on_device(f, "add_rmsnorm");
+    on_device(w, "add_rmsnorm weight");
+    const int64_t D = w.numel();
+    G4_CHECK(D > 0 && x.numel() == f.numel() && x.numel() % D == 0, "add_rmsnorm: shapes {} / {} with width {}",
+             shape_str(x.shape), shape_str(f.shape), D);
+    if (s && s->device == Device::CPU) {  // a host scale: the composition
+      Ops::add_rmsnorm(x, f, w, eps, s);
+      if (w2) rmsnorm(x, w2, eps, *out);
+      return;
+    }
+    if (s) on_device(*s, "add_rmsnorm scale");
+    if (w2) {
+      on_device(*w2, "add_rmsnorm next weight");
+      f32_on_device(*out, "add_rmsnorm_norm output");
+      G4_CHECK(w2->numel() == D && out->numel() == x.numel(), "add_rmsnorm_norm: next weight {} / output {}",
+               shape_str(w2->shape), shape_str(out->shape));
+    }
+    check_launch(cuda::add_rmsnorm(x.ptr<float>(), f.ptr<float>(), w.data, wtype(w.dtype, "add_rmsnorm"), x.numel() / D,
+                                   D, eps, s ? s->data : nullptr, s ? wtype(s->dtype, "scale") : 0,
+                                   w2 ? w2->data : nullptr, w2 ? wtype(w2->dtype, "rmsnorm") : 0,
+                                   out ? out->ptr<float>() : nullptr, nullptr),
+                 "add_rmsnorm");
+  }
 
   // A device copy of a small host array. Recent uploads are kept and matched by content: every layer of a
   // forward asks for the same positions, and they cross the bus once.

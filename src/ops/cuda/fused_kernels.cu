@@ -47,8 +47,10 @@ __device__ __forceinline__ float gelu_tanh_f(float x) {
   return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
 }
 
+// With w2 (optional): afterwards out = x * rsqrt(mean(x^2) + eps) * w2 over the updated row. out may alias f:
+// every element is read and rewritten by the same thread.
 __global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, int64_t D, float eps, const void* s,
-                                   int sdt) {
+                                   int sdt, const void* w2, int w2dt, float* out) {
   float* xr = x + int64_t(blockIdx.x) * D;
   float* fr = f + int64_t(blockIdx.x) * D;
   float ss = 0.f;
@@ -56,12 +58,19 @@ __global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, i
   ss = block_sum(ss);
   const float inv = 1.0f / sqrtf(ss / float(D) + eps);
   const float sv = s ? ldw(s, sdt, 0) : 1.f;
+  float ss2 = 0.f;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
     const float n = fr[i] * inv * ldw(w, wdt, i);
     fr[i] = n;
-    const float v = xr[i] + n;
-    xr[i] = s ? v * sv : v;
+    const float v = s ? (xr[i] + n) * sv : xr[i] + n;
+    xr[i] = v;
+    ss2 += v * v;
   }
+  if (!w2) return;
+  ss2 = block_sum(ss2);
+  const float inv2 = 1.0f / sqrtf(ss2 / float(D) + eps);
+  float* orow = out + int64_t(blockIdx.x) * D;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) orow[i] = xr[i] * inv2 * ldw(w2, w2dt, i);
 }
 
 constexpr int kMaxHead = 512;
@@ -178,8 +187,9 @@ void launch_gelu(const float* x, const void* wg, const void* wu, int wdt, int64_
 }  // namespace
 
 int add_rmsnorm(float* x, float* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s, int sdt,
-                cudaStream_t st) {
-  if (rows > 0) add_rmsnorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, st>>>(x, f, w, wdt, D, eps, s, sdt);
+                const void* w2, int w2dt, float* out, cudaStream_t st) {
+  if (rows > 0)
+    add_rmsnorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, st>>>(x, f, w, wdt, D, eps, s, sdt, w2, w2dt, out);
   return int(cudaGetLastError());
 }
 

@@ -43,27 +43,45 @@ __device__ __forceinline__ void widen8(const uint4& u, float* f) {
 }
 
 // Half-precision weights (BF16/F16): a lane reads 8 weights per load; K % 8 == 0, rows 16-byte aligned.
-template <int WDT, int M>
+// KS warps share one output column (each takes every KS-th 512-byte chunk of the row; partial sums meet in
+// shared memory): with few columns (N = 2048 on a 132-SM GPU) one warp per column leaves too few loads in
+// flight to reach the memory bandwidth.
+template <int WDT, int M, int KS>
 __global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __restrict__ x, const uint4* __restrict__ w,
                                                              float* __restrict__ y, int64_t N, int64_t K) {
-  const int lane = threadIdx.x & 31;
-  const int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (n >= N) return;
+  __shared__ float part[kWarps][M];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t n = int64_t(blockIdx.x) * (kWarps / KS) + warp / KS;
+  const int kpart = warp % KS;
   const int64_t K8 = K / 8;  // 16-byte chunks per row
-  const uint4* wr = w + n * K8;
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.f;
-  int64_t c = lane;
-  for (; c + 32 * (kUnroll - 1) < K8; c += 32 * kUnroll) {
-    uint4 u[kUnroll];
+  if (n < N) {
+    const uint4* wr = w + n * K8;
+    const int64_t step = 32 * KS;
+    int64_t c = lane + 32 * kpart;
+    for (; c + step * (kUnroll - 1) < K8; c += step * kUnroll) {
+      uint4 u[kUnroll];
 #pragma unroll
-    for (int j = 0; j < kUnroll; ++j) u[j] = __ldg(wr + c + 32 * j);  // all loads first: kUnroll in flight
+      for (int j = 0; j < kUnroll; ++j) u[j] = __ldg(wr + c + step * j);  // all loads first: kUnroll in flight
 #pragma unroll
-    for (int j = 0; j < kUnroll; ++j) {
+      for (int j = 0; j < kUnroll; ++j) {
+        float f[8];
+        widen8<WDT>(u[j], f);
+        const int64_t k = (c + step * j) * 8;
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
+          const float4 b = *reinterpret_cast<const float4*>(x + m * K + k + 4);
+          acc[m] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+        }
+      }
+    }
+    for (; c < K8; c += step) {
       float f[8];
-      widen8<WDT>(u[j], f);
-      const int64_t k = (c + 32 * j) * 8;
+      widen8<WDT>(__ldg(wr + c), f);
+      const int64_t k = c * 8;
 #pragma unroll
       for (int m = 0; m < M; ++m) {
         const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
@@ -72,21 +90,26 @@ __global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __rest
       }
     }
   }
-  for (; c < K8; c += 32) {
-    float f[8];
-    widen8<WDT>(__ldg(wr + c), f);
-    const int64_t k = c * 8;
 #pragma unroll
-    for (int m = 0; m < M; ++m) {
-      const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
-      const float4 b = *reinterpret_cast<const float4*>(x + m * K + k + 4);
-      acc[m] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+  for (int m = 0; m < M; ++m) acc[m] = warp_sum(acc[m]);
+  if constexpr (KS == 1) {
+    if (lane == 0 && n < N)
+#pragma unroll
+      for (int m = 0; m < M; ++m) y[m * N + n] = acc[m];
+  } else {
+    if (lane == 0)
+#pragma unroll
+      for (int m = 0; m < M; ++m) part[warp][m] = acc[m];
+    __syncthreads();
+    if (kpart == 0 && lane == 0 && n < N) {
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        float t = 0.f;
+#pragma unroll
+        for (int j = 0; j < KS; ++j) t += part[warp + j][m];
+        y[m * N + n] = t;
+      }
     }
-  }
-#pragma unroll
-  for (int m = 0; m < M; ++m) {
-    const float s = warp_sum(acc[m]);
-    if (lane == 0) y[m * N + n] = s;
   }
 }
 
@@ -117,12 +140,19 @@ __global__ void __launch_bounds__(kWarps * 32) gemv32_kernel(const float* __rest
   }
 }
 
+template <int WDT, int M>
+void launch16(const float* x, const void* w, int64_t N, int64_t K, float* y, cudaStream_t s) {
+  const auto* wp = static_cast<const uint4*>(w);
+  // Fewer than ~4 columns per SM's worth of warps: 4 warps per column.
+  if (N < 8192) gemv16_kernel<WDT, M, 4><<<unsigned((N + 1) / 2), kWarps * 32, 0, s>>>(x, wp, y, N, K);
+  else gemv16_kernel<WDT, M, 1><<<unsigned((N + kWarps - 1) / kWarps), kWarps * 32, 0, s>>>(x, wp, y, N, K);
+}
+
 template <int M>
 void launch_m(const float* x, const void* w, int wdt, int64_t N, int64_t K, float* y, cudaStream_t s) {
-  const unsigned grid = unsigned((N + kWarps - 1) / kWarps);
-  if (wdt == kBF16) gemv16_kernel<kBF16, M><<<grid, kWarps * 32, 0, s>>>(x, static_cast<const uint4*>(w), y, N, K);
-  else if (wdt == kF16) gemv16_kernel<kF16, M><<<grid, kWarps * 32, 0, s>>>(x, static_cast<const uint4*>(w), y, N, K);
-  else gemv32_kernel<M><<<grid, kWarps * 32, 0, s>>>(x, static_cast<const float4*>(w), y, N, K);
+  if (wdt == kBF16) launch16<kBF16, M>(x, w, N, K, y, s);
+  else if (wdt == kF16) launch16<kF16, M>(x, w, N, K, y, s);
+  else gemv32_kernel<M><<<unsigned((N + kWarps - 1) / kWarps), kWarps * 32, 0, s>>>(x, static_cast<const float4*>(w), y, N, K);
 }
 
 }  // namespace

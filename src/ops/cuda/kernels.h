@@ -39,8 +39,9 @@ bool gemv_vec_supported(int64_t M, int64_t K, const void* x, const void* w, int 
 int gemv_vec(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, cudaStream_t s);
 
 // ---- fused_kernels.cu (the fused forms of ops.h)
+// x = (x + rmsnorm(f, w)) * s; f = rmsnorm(f, w); with w2: out = rmsnorm(x, w2) (out may alias f).
 int add_rmsnorm(float* x, float* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s, int sdt,
-                cudaStream_t st);
+                const void* w2, int w2dt, float* out, cudaStream_t st);
 int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int head_dim, float eps, const int64_t* pos,
                  const float* inv_freq, cudaStream_t s);
 bool gemv_gelu_supported(int64_t M, int64_t K, const void* x, const void* wg, const void* wu, int wdt);

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -25,16 +26,19 @@ class OpProfiler {
   class Scope {
    public:
     Scope(OpProfiler* p, std::string label) : p_(p), label_(std::move(label)) {
-      if (p_) start_ = p_->record();
+      if (p_) start_ = p_->record(), host0_ = std::chrono::steady_clock::now();
     }
     ~Scope() {
-      if (p_) p_->marks_.push_back({label_, start_, p_->record()});
+      if (!p_) return;
+      const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - host0_).count();
+      p_->marks_.push_back({label_, start_, p_->record(), us});
     }
 
    private:
     OpProfiler* p_;
     std::string label_;
     cudaEvent_t start_{};
+    std::chrono::steady_clock::time_point host0_{};
   };
   // label_fn is only called when profiling is on.
   template <typename F>
@@ -45,30 +49,37 @@ class OpProfiler {
   void report() {
     if (!on_ || marks_.empty()) return;
     cudaDeviceSynchronize();
-    std::map<std::string, std::pair<double, long>> by;
+    struct Acc {
+      double ms = 0, host_us = 0;
+      long calls = 0;
+    };
+    std::map<std::string, Acc> by;
     double total = 0;
     for (auto& m : marks_) {
       float ms = 0;
       cudaEventElapsedTime(&ms, m.a, m.b);
-      by[m.label].first += ms;
-      by[m.label].second += 1;
+      by[m.label].ms += ms;
+      by[m.label].host_us += m.host_us;
+      by[m.label].calls += 1;
       total += ms;
       cudaEventDestroy(m.a);
       cudaEventDestroy(m.b);
     }
     marks_.clear();
-    std::vector<std::pair<std::string, std::pair<double, long>>> rows(by.begin(), by.end());
-    std::sort(rows.begin(), rows.end(), [](auto& x, auto& y) { return x.second.first > y.second.first; });
-    std::fprintf(stderr, "GEMMA4_CUDA_PROFILE: %.1f ms of GPU time in ops\n%-64s %10s %8s %7s\n", total, "op", "ms",
-                 "calls", "share");
+    std::vector<std::pair<std::string, Acc>> rows(by.begin(), by.end());
+    std::sort(rows.begin(), rows.end(), [](auto& x, auto& y) { return x.second.ms > y.second.ms; });
+    std::fprintf(stderr, "GEMMA4_CUDA_PROFILE: %.1f ms of GPU time in ops (GPU time per op includes waits for the host)\n"
+                 "%-56s %10s %8s %7s %12s\n", total, "op", "GPU ms", "calls", "share", "host us/call");
     for (auto& [label, v] : rows)
-      std::fprintf(stderr, "%-64s %10.2f %8ld %6.1f%%\n", label.c_str(), v.first, v.second, 100.0 * v.first / total);
+      std::fprintf(stderr, "%-56s %10.2f %8ld %6.1f%% %12.1f\n", label.c_str(), v.ms, v.calls, 100.0 * v.ms / total,
+                   v.host_us / v.calls);
   }
 
  private:
   struct Mark {
     std::string label;
     cudaEvent_t a, b;
+    double host_us;
   };
   cudaEvent_t record() {
     cudaEvent_t e;
