@@ -3,11 +3,13 @@
 
     python3 tools/bench_hf.py --config CONFIG.json [--ours OURS.json] [--json OUT.json]
                               [--prefill 512,4096] [--contexts 512,4096,32768] [--decode N] [--chunk 4096]
+                              [--batches 8,32]
 
 CONFIG.json is `gemma4 arch show 12b` (its text_config builds Gemma4UnifiedForCausalLM, random bf16 weights
 made on the GPU, sdpa attention). Measures prefill tok/s (one forward, logits of the last position only),
 batch-1 decode tok/s at each context (the cache filled by a chunked prefill, then greedy steps with the
-DynamicCache, median step) and the peak of torch.cuda.max_memory_allocated. With --ours (bench_cuda --json)
+DynamicCache, median step), batched decode throughput (B prompts of 512 tokens, B tokens per step) and the
+peak of torch.cuda.max_memory_allocated. With --ours (bench_cuda --json)
 it prints the table: our figures, HF's, ours/HF, and ours against the bandwidth roofline.
 """
 import argparse
@@ -90,6 +92,29 @@ def measure(args):
         except torch.OutOfMemoryError as e:
             print(f"HF decode ctx {C}: out of memory ({str(e).splitlines()[0]})", flush=True)
             torch.cuda.empty_cache()
+    for B in parse_list(args.batches):
+        try:
+            torch.cuda.empty_cache()
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=tc)
+            ids = torch.cat([ids_of(512, 1000 * b, V) for b in range(B)])  # equal lengths: no padding needed
+            out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            nxt = out.logits[:, -1:].argmax(-1)
+            times = []
+            for _ in range(args.decode):
+                torch.cuda.synchronize()
+                b = time.time()
+                out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+                nxt = out.logits[:, -1:].argmax(-1)
+                torch.cuda.synchronize()
+                times.append(time.time() - b)
+            res[f"decode_batch{B}_tok_s"] = B / statistics.median(times)
+            print(f"HF decode batch {B}: {res[f'decode_batch{B}_tok_s']:.1f} tok/s", flush=True)
+            del cache, out
+        except torch.OutOfMemoryError as e:
+            print(f"HF decode batch {B}: out of memory ({str(e).splitlines()[0]})", flush=True)
+            torch.cuda.empty_cache()
     return res
 
 
@@ -110,9 +135,10 @@ def table(ours, hf, args):
         row(f"prefill {T} (tok/s)", f"prefill_{T}_tok_s", fmt="{:.0f}")
     for C in parse_list(args.contexts):
         row(f"decode b=1 ctx {C} (tok/s)", f"decode_ctx{C}_tok_s", unit_roof=True, fmt="{:.2f}")
+    for B in parse_list(args.batches):
+        row(f"decode batch {B} ctx 512 (tok/s)", f"decode_batch{B}_tok_s", fmt="{:.1f}")
     for C in parse_list(args.contexts):
         row(f"peak GPU GB, ctx {C}", f"peak_gb_ctx{C}", fmt="{:.1f}")
-    print(f"{'decode batch 8 / 32':<30} {'n/a':>10}  (gemma4 has no batched generation yet)")
 
 
 def main():
@@ -124,6 +150,7 @@ def main():
     ap.add_argument("--contexts", default="512,4096,32768")
     ap.add_argument("--decode", type=int, default=16)
     ap.add_argument("--chunk", type=int, default=4096)
+    ap.add_argument("--batches", default="8,32")
     args = ap.parse_args()
     hf = measure(args)
     if args.json:

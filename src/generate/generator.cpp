@@ -33,4 +33,60 @@ std::vector<int64_t> generate(Model& model, const std::vector<int64_t>& prompt, 
   return out;
 }
 
+std::vector<std::vector<int64_t>> generate_batch(Model& model, const std::vector<std::vector<int64_t>>& prompts,
+                                                 const GenerateOptions& opt, int max_batch) {
+  G4_CHECK(opt.max_new_tokens >= 0, "max_new_tokens must be >= 0");
+  G4_CHECK(max_batch >= 1, "max_batch must be >= 1");
+  for (auto& p : prompts) G4_CHECK(!p.empty(), "generate: empty prompt");
+  const int64_t V = model.config().text.vocab_size;
+  std::vector<std::vector<int64_t>> out(prompts.size());
+  if (opt.max_new_tokens == 0) return out;
+  struct Live {
+    size_t index;
+    KVCache cache;
+    Sampler sampler;
+    int64_t next;
+  };
+  auto is_eos = [&](int64_t id) {
+    return !opt.ignore_eos && std::find(opt.eos_ids.begin(), opt.eos_ids.end(), id) != opt.eos_ids.end();
+  };
+  size_t queued = 0;
+  std::vector<Live> live;
+  // Admits waiting prompts: prefill alone, sample the first token; finished at once if it is eos.
+  auto admit = [&] {
+    while (live.size() < size_t(max_batch) && queued < prompts.size()) {
+      const size_t i = queued++;
+      SamplingParams sp = opt.sampling;
+      sp.seed = opt.sampling.seed + i;
+      Live l{i, model.new_cache(), Sampler(sp), 0};
+      l.cache.reserve(int64_t(prompts[i].size()) + opt.max_new_tokens);
+      Tensor logits = model.forward(prompts[i], l.cache, nullptr, /*all_logits=*/false);
+      l.next = l.sampler.next(logits.ptr<float>(), V);
+      out[i].push_back(l.next);
+      if (is_eos(l.next) || opt.max_new_tokens == 1) continue;
+      live.push_back(std::move(l));
+    }
+  };
+  admit();
+  while (!live.empty()) {
+    std::vector<std::vector<int64_t>> step;
+    std::vector<KVCache*> caches;
+    for (Live& l : live) {
+      step.push_back({l.next});
+      caches.push_back(&l.cache);
+    }
+    Tensor logits = model.forward_batch(step, caches);  // [B, V]
+    std::vector<Live> still;
+    for (size_t b = 0; b < live.size(); ++b) {
+      Live& l = live[b];
+      l.next = l.sampler.next(logits.ptr<float>() + int64_t(b) * V, V);
+      out[l.index].push_back(l.next);
+      if (!is_eos(l.next) && int(out[l.index].size()) < opt.max_new_tokens) still.push_back(std::move(l));
+    }
+    live = std::move(still);
+    admit();
+  }
+  return out;
+}
+
 }  // namespace gemma4

@@ -20,6 +20,13 @@ std::vector<int64_t> generate(Model& model, const std::vector<int64_t>& prompt, 
                               const MultimodalInputs* mm = nullptr,
                               const std::function<void(int64_t)>& on_token = {});
 
+// Batched generation: every prompt is prefilled on its own, then all unfinished sequences decode together,
+// one token each per step (one forward over B rows). A sequence stops at its own eos or max_new_tokens and
+// leaves the batch; at most max_batch sequences decode at once (the rest wait their turn). Sequence b
+// samples with seed opt.sampling.seed + b. Greedy results equal generate() on each prompt alone.
+std::vector<std::vector<int64_t>> generate_batch(Model& model, const std::vector<std::vector<int64_t>>& prompts,
+                                                 const GenerateOptions& opt, int max_batch = 32);
+
 // Generation defaults from the model's generation_config.json / config (eos ids, suppress_tokens).
 GenerateOptions default_generate_options(const ModelConfig& cfg);
 

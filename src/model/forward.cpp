@@ -42,6 +42,11 @@ Tensor rows_view(const Tensor& buf, int64_t rows, int64_t width) {
 
 Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const MultimodalInputs* mm, bool all_logits,
                       Tape* tape) {
+  return forward_batch({ids}, {&cache}, mm, all_logits, tape);
+}
+
+Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const std::vector<KVCache*>& caches,
+                            const MultimodalInputs* mm, bool all_logits, Tape* tape) {
   const TextConfig& tc = cfg_.text;
   Ops& ops = *ops_;
   // Weights on the backend's device (the checkpoint views themselves on the CPU). Parts that still run
@@ -51,21 +56,34 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
   const bool on_host = ops.device() == Device::CPU;
   Ops& host_ops = on_host ? ops : *host_ops_;
   G4_CHECK(!tape || on_host, "forward: training (a tape) runs on the CPU backend only");
+  G4_CHECK(!seqs.empty() && seqs.size() == caches.size(), "forward: {} sequences for {} caches", seqs.size(),
+           caches.size());
+  G4_CHECK(seqs.size() == 1 || (!tape && !mm), "forward: a batch of sequences is text-only inference");
+  // The sequences' tokens are stacked as rows; every per-row op (norms, projections, MLP) runs once over
+  // all of them, and only attention and the KV cache work per sequence (segment b = rows [row0, row0 + T)).
+  struct Segment {
+    KVCache* cache;
+    int64_t row0, T, pos0;
+  };
+  std::vector<Segment> segs;
+  std::vector<int64_t> ids, positions;
+  for (size_t b = 0; b < seqs.size(); ++b) {
+    G4_CHECK(!seqs[b].empty(), "forward: empty input");
+    const int64_t pos0 = caches[b]->length();
+    segs.push_back({caches[b], int64_t(ids.size()), int64_t(seqs[b].size()), pos0});
+    ids.insert(ids.end(), seqs[b].begin(), seqs[b].end());
+    for (int64_t t = 0; t < int64_t(seqs[b].size()); ++t) positions.push_back(pos0 + t);
+  }
   const int64_t T = int64_t(ids.size());
-  G4_CHECK(T > 0, "forward: empty input");
   const int64_t H = tc.hidden_size, V = tc.vocab_size;
-  const int64_t pos0 = cache.length();
   const float eps = float(tc.rms_norm_eps);
-  G4_CHECK(!tape || pos0 == 0, "forward: a training forward needs a fresh cache");
+  G4_CHECK(!tape || segs[0].pos0 == 0, "forward: a training forward needs a fresh cache");
   // Records a copy of `t` into the tape slot (training only; scratch buffers are reused).
   auto rec = [&](Tensor& slot, const Tensor& t) {
     if (tape) slot = clone(t);
   };
   for (int64_t t = 0; t < T; ++t)
     G4_CHECK(ids[t] >= 0 && ids[t] < V, "input id {} at position {} is outside the vocabulary [0, {})", ids[t], t, V);
-
-  std::vector<int64_t> positions(T);
-  std::iota(positions.begin(), positions.end(), pos0);
 
   // --- Embedding (§2.1): placeholders are looked up as pad, then overwritten by soft tokens.
   std::vector<int64_t> lookup_ids = ids;
@@ -152,7 +170,8 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
   Tensor kbuf = ops.alloc(DType::F32, {T * max_kv}), vbuf = ops.alloc(DType::F32, {T * max_kv});
   Tensor gbuf = ops.alloc(DType::F32, {T * max_inter}), ubuf = ops.alloc(DType::F32, {T * max_inter});
 
-  std::vector<KeySet> keysets(layers_.size());
+  const size_t B = segs.size();
+  std::vector<std::vector<KeySet>> keysets(layers_.size(), std::vector<KeySet>(B));
   // A layer's gathered keys are kept past its own attention only when a KV-shared layer reads them (§6.2);
   // otherwise they are dropped at once (a 4096-token chunk's window copies are ~84 MB per 12B sliding layer).
   std::vector<bool> shared_later(layers_.size(), false);
@@ -181,11 +200,8 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     ops.rmsnorm_rope(q, lw.q_norm, eps, nq, hd, positions.data(), freq);
     if (lt) rec(lt->q, q);
 
-    const KeySet* ks = nullptr;
-    if (s.kv_source >= 0) {
-      ks = &keysets[s.kv_source];  // KV-shared layer (§6.2): the source layer's keys and values
-    } else {
-      Tensor k = rows_view(kbuf, T, kvd), v = rows_view(vbuf, T, kvd);
+    Tensor k = rows_view(kbuf, T, kvd), v = rows_view(vbuf, T, kvd);
+    if (s.kv_source < 0) {
       ops.linear(a, lw.k_proj, k);
       if (s.k_eq_v) {
         ops.copy(k, v);  // V from the raw K projection
@@ -198,42 +214,55 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
       ops.rmsnorm_rope(k, lw.k_norm, eps, nkv, hd, positions.data(), freq);
       ops.rmsnorm(vh, nullptr, eps, vh);  // weightless v_norm, no RoPE
       if (lt) rec(lt->k, k), rec(lt->v, v);
-
-      KeySet& set = keysets[li];
-      if (!cache.is_ring(int(li))) {
-        cache.append(int(li), pos0, k, v);
-        set.k = cache.k_all(int(li));
-        set.v = cache.v_all(int(li));
-        set.pos.resize(cache.held(int(li)));
-        std::iota(set.pos.begin(), set.pos.end(), int64_t(0));
-      } else if (T == 1) {
-        // Decode step: the new key evicts the one position the query can no longer see, so append first
-        // and attend over the ring's slots in place (no gather copy).
-        cache.append(int(li), pos0, k, v);
-        set.k = cache.ring_k(int(li));
-        set.v = cache.ring_v(int(li));
-        cache.slot_positions(int(li), set.pos);
-      } else {
-        // The held window (oldest first) followed by this call's keys, assembled contiguously.
-        const int64_t n = cache.held(int(li));
-        set.k = ops.alloc(DType::F32, {n + T, kvd});
-        set.v = ops.alloc(DType::F32, {n + T, kvd});
-        cache.gather(int(li), set.k, set.v, set.pos);
-        Tensor kd = set.k.slice_rows(n, n + T), vd = set.v.slice_rows(n, n + T);
-        ops.copy(k, kd);
-        ops.copy(v, vd);
-        set.pos.insert(set.pos.end(), positions.begin(), positions.end());
-        cache.append(int(li), pos0, k, v);
-      }
-      ks = &set;
     }
-    AttnMask mask;
-    mask.q_pos = positions.data();
-    mask.k_pos = ks->pos.data();
-    mask.window = s.type == LayerType::Sliding ? tc.sliding_window : 0;
     Tensor o = rows_view(obuf, T, qd);
-    ops.attention(q, ks->k, ks->v, nq, nkv, hd, /*scale=*/1.0f, mask, o);  // scale 1.0 (§2.4.2)
-    if (s.kv_source < 0 && !shared_later[li]) keysets[li] = KeySet{};
+    for (size_t b = 0; b < B; ++b) {
+      const Segment& g = segs[b];
+      KVCache& cache = *g.cache;
+      const int64_t Tb = g.T, pos0 = g.pos0;
+      const int64_t* seg_pos = positions.data() + g.row0;
+      const KeySet* ks = nullptr;
+      if (s.kv_source >= 0) {
+        ks = &keysets[s.kv_source][b];  // KV-shared layer (§6.2): the source layer's keys and values
+      } else {
+        const Tensor kb = k.slice_rows(g.row0, g.row0 + Tb), vb = v.slice_rows(g.row0, g.row0 + Tb);
+        KeySet& set = keysets[li][b];
+        if (!cache.is_ring(int(li))) {
+          cache.append(int(li), pos0, kb, vb);
+          set.k = cache.k_all(int(li));
+          set.v = cache.v_all(int(li));
+          set.pos.resize(cache.held(int(li)));
+          std::iota(set.pos.begin(), set.pos.end(), int64_t(0));
+        } else if (Tb == 1) {
+          // Decode step: the new key evicts the one position the query can no longer see, so append first
+          // and attend over the ring's slots in place (no gather copy).
+          cache.append(int(li), pos0, kb, vb);
+          set.k = cache.ring_k(int(li));
+          set.v = cache.ring_v(int(li));
+          cache.slot_positions(int(li), set.pos);
+        } else {
+          // The held window (oldest first) followed by this call's keys, assembled contiguously.
+          const int64_t n = cache.held(int(li));
+          set.k = ops.alloc(DType::F32, {n + Tb, kvd});
+          set.v = ops.alloc(DType::F32, {n + Tb, kvd});
+          cache.gather(int(li), set.k, set.v, set.pos);
+          Tensor kd = set.k.slice_rows(n, n + Tb), vd = set.v.slice_rows(n, n + Tb);
+          ops.copy(kb, kd);
+          ops.copy(vb, vd);
+          set.pos.insert(set.pos.end(), seg_pos, seg_pos + Tb);
+          cache.append(int(li), pos0, kb, vb);
+        }
+        ks = &set;
+      }
+      AttnMask mask;
+      mask.q_pos = seg_pos;
+      mask.k_pos = ks->pos.data();
+      mask.window = s.type == LayerType::Sliding ? tc.sliding_window : 0;
+      Tensor ob = o.slice_rows(g.row0, g.row0 + Tb);
+      ops.attention(q.slice_rows(g.row0, g.row0 + Tb), ks->k, ks->v, nq, nkv, hd, /*scale=*/1.0f, mask,
+                    ob);  // scale 1.0 (§2.4.2)
+      if (s.kv_source < 0 && !shared_later[li]) keysets[li][b] = KeySet{};
+    }
     if (lt) rec(lt->o, o);
     Tensor attn_out = hbuf;
     ops.linear(o, lw.o_proj, attn_out);
@@ -299,15 +328,25 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
     if (lt) rec(lt->x3, x);
     if (!scale_now) ops.scale(x, lw.layer_scalar);
   }
-  cache.advance(T);
+  for (const Segment& g : segs) g.cache->advance(g.T);
 
-  // --- Final norm, tied LM head, softcap (§2.5), in fp32.
-  int64_t first = all_logits ? 0 : T - 1;
-  Tensor xs = x.slice_rows(first, T);
+  // --- Final norm, tied LM head, softcap (§2.5), in fp32: every row, or each sequence's last row.
+  Tensor xs;
+  if (all_logits) {
+    xs = x;
+  } else if (B == 1) {
+    xs = x.slice_rows(T - 1, T);
+  } else {
+    xs = ops.alloc(DType::F32, {int64_t(B), H});
+    for (size_t b = 0; b < B; ++b) {
+      Tensor dst = xs.slice_rows(int64_t(b), int64_t(b) + 1);
+      ops.copy(x.slice_rows(segs[b].row0 + segs[b].T - 1, segs[b].row0 + segs[b].T), dst);
+    }
+  }
   Tensor xn = ops.alloc(DType::F32, xs.shape);
   ops.rmsnorm(xs, &W.final_norm, eps, xn);
   if (tape) rec(tape->x_final, xs), rec(tape->xn, xn);
-  Tensor logits = ops.alloc(DType::F32, {T - first, V});
+  Tensor logits = ops.alloc(DType::F32, {xs.dim(0), V});
   ops.linear(xn, W.lm_head, logits);
   if (tc.final_logit_softcapping > 0) ops.softcap(logits, float(tc.final_logit_softcapping));
   return ops.to_host(logits);  // callers read the logits on the host

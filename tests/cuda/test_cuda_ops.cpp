@@ -685,6 +685,29 @@ TEST(CudaBf16, TrainedDemoModelTracksFp32) {
   EXPECT_GE(double(top1) / positions, 0.98);
 }
 
+// Batched generation on the GPU (fp32 precision): prompts of different lengths decoded together give the
+// tokens of decoding each alone, on the GPU and on the CPU.
+TEST(CudaModel, BatchedGenerationEqualsOneAtATime) {
+  REQUIRE_GPU();
+  ModelConfig cfg = tiny_config(false, false);
+  Model gm(cfg, random_weights(cfg, DType::BF16, 5), make_cuda_ops());
+  Model cm(cfg, random_weights(cfg, DType::BF16, 5));
+  std::vector<std::vector<int64_t>> prompts;
+  for (int n : {1, 4, 9, 2, 6, 3, 5, 7, 8, 2, 3}) {
+    std::vector<int64_t> p;
+    for (int i = 0; i < n; ++i) p.push_back((i * 37 + 11 + n) % 97);
+    prompts.push_back(p);
+  }
+  GenerateOptions o;
+  o.max_new_tokens = 10;
+  o.ignore_eos = true;
+  auto got = generate_batch(gm, prompts, o, 8);  // batches of 8 then 3: the GEMV path, M = 1..8
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(got[i], generate(gm, prompts[i], o)) << "prompt " << i;
+    EXPECT_EQ(got[i], generate(cm, prompts[i], o)) << "prompt " << i << " (CPU)";
+  }
+}
+
 // ---- CLI ------------------------------------------------------------------------------------------------
 TEST(CudaCli, DeviceFlag) {
   const std::string dir = test::source_dir() + "/tests/fixtures/unified_text_causal";
