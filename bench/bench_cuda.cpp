@@ -6,21 +6,19 @@
 // --decode greedy steps are timed (median). tools/bench_gpu.sh runs this and HF transformers on the same
 // config and prints the comparison table.
 // Usage: bench_cuda [--arch 12b] [--precision bf16|f32] [--prefill 512,4096] [--contexts 512,4096,32768]
-//                   [--decode N] [--chunk 4096] [--json FILE]
+//                   [--decode N] [--chunk 4096] [--batches 8,32] [--json FILE]
+//        bench_cuda --micro          per-op timings of the 12B decode shapes (GEMV GB/s, attention, norms)
+//        bench_cuda --shrink 16      the 12B op sequence with tiny widths: the host-bound ceiling of decode
+// GEMMA4_CUDA_PROFILE=1 adds a per-op GPU/host time table (src/ops/cuda/op_profiler.h).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "io/safetensors.h"
 #include "model/keymap.h"
 #include "model/model.h"
 #include "model/registry.h"
@@ -155,57 +153,6 @@ int run_micro(Precision prec, double bw) {
   return 0;
 }
 
-// Load time of a real checkpoint layout: a random bf16 checkpoint of the preset (text weights, tiled from
-// a 2 GB random pool; config.json as an export writes it) is written to DIR once, then Model::load uploads
-// it to the GPU (mmap'ed file -> device, in the stored dtype: no host fp32 copy). The file was just written,
-// so it is read from the page cache: the figure is the engine's own cost, not the disk's.
-int run_load_test(const std::string& arch, const std::string& dir, Precision prec) {
-  namespace fs = std::filesystem;
-  ModelConfig cfg = arch_config(arch);
-  cfg.vision.reset();
-  cfg.audio.reset();
-  if (!fs::exists(dir + "/model.safetensors")) {
-    fs::create_directories(dir);
-    const int64_t pool_n = int64_t(1) << 30;  // 2 GiB of bf16
-    Tensor pool = Tensor::empty(DType::BF16, {pool_n});
-    std::mt19937 g(7);
-    std::normal_distribution<float> nd(0.f, 0.02f);
-    const int64_t seed_n = int64_t(1) << 22;
-    for (int64_t i = 0; i < seed_n; ++i) pool.ptr<uint16_t>()[i] = f32_to_bf16(nd(g));
-    for (int64_t o = seed_n; o < pool_n; o += seed_n)
-      std::memcpy(pool.ptr<uint16_t>() + o, pool.ptr<uint16_t>(), size_t(std::min(seed_n, pool_n - o)) * 2);
-    std::vector<std::pair<std::string, Tensor>> tensors;
-    Weights w;
-    BindOptions bo;
-    bo.use_vision = false;
-    bo.use_audio = false;
-    for_each_parameter(cfg, Layout::UnifiedConditional, bo, w, [&](const ExpectedTensor& e, Tensor& slot) {
-      G4_CHECK(shape_numel(e.shape) <= pool_n, "tensor {} larger than the random pool", e.name);
-      Tensor t = pool;
-      t.shape = e.shape;
-      tensors.emplace_back(e.name, t);
-    });
-    double t0 = now();
-    save_safetensors(dir + "/model.safetensors", tensors);
-    std::ofstream(dir + "/config.json") << cfg.to_json().dump(2);
-    std::printf("wrote a random %s checkpoint (%zu tensors) to %s in %.1f s\n", arch.c_str(), tensors.size(),
-                dir.c_str(), now() - t0);
-  }
-  double t0 = now();
-  auto m = Model::load(dir, {}, Device::CUDA, prec);
-  m->ops().synchronize();
-  const double load_s = now() - t0;
-  size_t bytes = 0;
-  for (auto& [name, info] : SafetensorsFile::open(dir + "/model.safetensors")->tensors()) bytes += info.end - info.begin;
-  std::printf("Model::load of %s (%.2f GB, %s) onto the GPU: %.2f s = %.1f GB/s (page cache warm)\n", arch.c_str(),
-              bytes / 1e9, dir.c_str(), load_s, bytes / 1e9 / load_s);
-  KVCache c = m->new_cache();
-  Tensor l = m->forward({2, 100, 200}, c, nullptr, false);
-  std::printf("first forward after load: logits [%lld, %lld] finite: %s\n", (long long)l.dim(0), (long long)l.dim(1),
-              std::isfinite(l.ptr<float>()[0]) ? "yes" : "no");
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -215,8 +162,7 @@ int main(int argc, char** argv) {
     int decode = 32;
     int64_t chunk = 4096;
     std::vector<int> batches = {8, 32};
-    bool micro = false;
-    std::string load_dir;  // --load-test DIR: write a random 12B checkpoint there (if absent), time Model::load  // per-op timings of the decode shapes, then exit
+    bool micro = false;  // --micro: per-op timings of the decode shapes, then exit
     int shrink = 1;  // > 1: hidden, intermediate and vocab divided by it (same op count: measures host overhead)
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -229,7 +175,6 @@ int main(int argc, char** argv) {
       else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
       else if (a == "--shrink" && i + 1 < argc) shrink = std::atoi(argv[++i]);
       else if (a == "--micro") micro = true;
-      else if (a == "--load-test" && i + 1 < argc) load_dir = argv[++i];
       else if (a == "--batches" && i + 1 < argc) {
         batches.clear();
         for (int64_t b : parse_list(argv[++i])) batches.push_back(int(b));
@@ -252,7 +197,6 @@ int main(int argc, char** argv) {
     std::printf("device copy bandwidth (read+write): %.0f GB/s\n", bw / 1e9);
 
     if (micro) return run_micro(prec, bw);
-    if (!load_dir.empty()) return run_load_test(arch, load_dir, prec);
     ModelConfig cfg = arch_config(arch);
     BindOptions bo;
     bo.use_vision = false;

@@ -2,7 +2,6 @@
 # The issue-4 benchmark, on a GPU machine with transformers installed: gemma4 (bench_cuda) and HF transformers
 # on the same random 12B Unified text config, in one run on the same GPU, then the comparison table.
 #   bash tools/bench_gpu.sh [BUILD_DIR]   (env: CONTEXTS=512,4096,32768 PREFILL=512,4096 DECODE=32 BATCHES=8,32 OUT=dir)
-# then the 12B load time from a random checkpoint written to disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -18,6 +17,3 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   --json "$OUT/gemma4.json" | tee "$OUT/bench_cuda.log"
 python3 tools/bench_hf.py --config "$OUT/config.json" --ours "$OUT/gemma4.json" --json "$OUT/hf.json" \
   --prefill "$PREFILL" --contexts "$CONTEXTS" --batches "$BATCHES" --decode 16 | tee "$OUT/bench_hf.log"
-# Load time of the 12B from a checkpoint on disk (random weights, written once; removed afterwards).
-"$B/bench_cuda" --arch 12b --load-test "$OUT/ckpt12b" | tee "$OUT/load.log"
-rm -rf "$OUT/ckpt12b"
