@@ -40,6 +40,20 @@ def ids_of(T, salt, vocab):
     return torch.tensor([[((i + salt) * 7919 + 13) % vocab for i in range(T)]], device="cuda")
 
 
+def decode_step_time(model, cache, out, steps):
+    """Median seconds of one greedy decode step (every sequence of the batch advances one token)."""
+    nxt = out.logits[:, -1:].argmax(-1)
+    times = []
+    for _ in range(steps):
+        torch.cuda.synchronize()
+        b = time.time()
+        out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+        nxt = out.logits[:, -1:].argmax(-1)
+        torch.cuda.synchronize()
+        times.append(time.time() - b)
+    return statistics.median(times)
+
+
 @torch.no_grad()
 def measure(args):
     t0 = time.time()
@@ -74,16 +88,7 @@ def measure(args):
                 out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
             torch.cuda.synchronize()
             fill = time.time() - a
-            nxt = out.logits[:, -1:].argmax(-1)
-            times = []
-            for _ in range(args.decode):
-                torch.cuda.synchronize()
-                b = time.time()
-                out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
-                nxt = out.logits[:, -1:].argmax(-1)
-                torch.cuda.synchronize()
-                times.append(time.time() - b)
-            res[f"decode_ctx{C}_tok_s"] = 1.0 / statistics.median(times)
+            res[f"decode_ctx{C}_tok_s"] = 1.0 / decode_step_time(model, cache, out, args.decode)
             res[f"prefill_chunked_{C}_tok_s"] = C / fill
             res[f"peak_gb_ctx{C}"] = torch.cuda.max_memory_allocated() / 1e9
             print(f"HF decode ctx {C}: {res[f'decode_ctx{C}_tok_s']:.2f} tok/s, peak {res[f'peak_gb_ctx{C}']:.1f} GB",
@@ -100,16 +105,7 @@ def measure(args):
             cache = DynamicCache(config=tc)
             ids = torch.cat([ids_of(512, 1000 * b, V) for b in range(B)])  # equal lengths: no padding needed
             out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            nxt = out.logits[:, -1:].argmax(-1)
-            times = []
-            for _ in range(args.decode):
-                torch.cuda.synchronize()
-                b = time.time()
-                out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
-                nxt = out.logits[:, -1:].argmax(-1)
-                torch.cuda.synchronize()
-                times.append(time.time() - b)
-            res[f"decode_batch{B}_tok_s"] = B / statistics.median(times)
+            res[f"decode_batch{B}_tok_s"] = B / decode_step_time(model, cache, out, args.decode)
             print(f"HF decode batch {B}: {res[f'decode_batch{B}_tok_s']:.1f} tok/s", flush=True)
             del cache, out
         except torch.OutOfMemoryError as e:

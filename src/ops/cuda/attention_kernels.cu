@@ -11,6 +11,7 @@
 
 #include <cstdint>
 
+#include "ops/cuda/device_util.cuh"
 #include "ops/cuda/kernels.h"
 
 namespace gemma4::cuda {
@@ -19,15 +20,6 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kMaxD = 512;
 constexpr int kPer = kMaxD / 32;
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
 
 __device__ __forceinline__ bool visible(int64_t qp, int64_t kp, int window, int32_t qb, int32_t kb) {
   const bool same_block = qb >= 0 && qb == kb;

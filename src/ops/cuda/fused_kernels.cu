@@ -9,43 +9,11 @@
 
 #include <cstdint>
 
+#include "ops/cuda/device_util.cuh"
 #include "ops/cuda/kernels.h"
 
 namespace gemma4::cuda {
 namespace {
-
-__device__ __forceinline__ float ldw(const void* p, int dt, int64_t i) {
-  if (dt == kF32) return static_cast<const float*>(p)[i];
-  if (dt == kBF16) return __uint_as_float(uint32_t(static_cast<const uint16_t*>(p)[i]) << 16);
-  return __half2float(static_cast<const __half*>(p)[i]);
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ float block_sum(float v) {
-  __shared__ float part[32];
-  __shared__ float total;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();
-  if (lane == 0) part[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float w = lane < nw ? part[lane] : 0.f;
-    w = warp_sum(w);
-    if (lane == 0) total = w;
-  }
-  __syncthreads();
-  return total;
-}
-
-__device__ __forceinline__ float gelu_tanh_f(float x) {
-  const float c = 0.7978845608028654f;
-  return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
-}
 
 // With w2 (optional): afterwards out = x * rsqrt(mean(x^2) + eps) * w2 over the updated row. out may alias f:
 // every element is read and rewritten by the same thread.
@@ -103,26 +71,6 @@ __global__ void rmsnorm_rope_kernel(float* x, const void* w, int wdt, int n_head
 
 constexpr int kWarps = 8;
 
-template <int WDT>
-__device__ __forceinline__ void widen8(const uint4& u, float* f) {
-  if constexpr (WDT == kBF16) {
-    const uint32_t q[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      f[2 * i] = __uint_as_float(q[i] << 16);
-      f[2 * i + 1] = __uint_as_float(q[i] & 0xffff0000u);
-    }
-  } else {
-    const __half2* h = reinterpret_cast<const __half2*>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float2 t = __half22float2(h[i]);
-      f[2 * i] = t.x;
-      f[2 * i + 1] = t.y;
-    }
-  }
-}
-
 template <int WDT, int M>
 __global__ void __launch_bounds__(kWarps * 32) gemv_gelu_kernel(const float* __restrict__ x, const uint4* __restrict__ wg,
                                                                 const uint4* __restrict__ wu, float* __restrict__ y,
@@ -147,10 +95,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gelu_kernel(const float* __r
       const int64_t k = (c + 32 * half) * 8;
 #pragma unroll
       for (int m = 0; m < M; ++m) {
-        const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
-        const float4 b = *reinterpret_cast<const float4*>(x + m * K + k + 4);
-        ag[m] += fg[0] * a.x + fg[1] * a.y + fg[2] * a.z + fg[3] * a.w + fg[4] * b.x + fg[5] * b.y + fg[6] * b.z + fg[7] * b.w;
-        au[m] += fu[0] * a.x + fu[1] * a.y + fu[2] * a.z + fu[3] * a.w + fu[4] * b.x + fu[5] * b.y + fu[6] * b.z + fu[7] * b.w;
+        ag[m] += dot8(fg, x + m * K + k);
+        au[m] += dot8(fu, x + m * K + k);
       }
     }
   }
@@ -161,10 +107,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gelu_kernel(const float* __r
     const int64_t k = c * 8;
 #pragma unroll
     for (int m = 0; m < M; ++m) {
-      const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
-      const float4 b = *reinterpret_cast<const float4*>(x + m * K + k + 4);
-      ag[m] += fg[0] * a.x + fg[1] * a.y + fg[2] * a.z + fg[3] * a.w + fg[4] * b.x + fg[5] * b.y + fg[6] * b.z + fg[7] * b.w;
-      au[m] += fu[0] * a.x + fu[1] * a.y + fu[2] * a.z + fu[3] * a.w + fu[4] * b.x + fu[5] * b.y + fu[6] * b.z + fu[7] * b.w;
+      ag[m] += dot8(fg, x + m * K + k);
+      au[m] += dot8(fu, x + m * K + k);
     }
   }
 #pragma unroll

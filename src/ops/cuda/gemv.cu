@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "ops/cuda/device_util.cuh"
 #include "ops/cuda/kernels.h"
 
 namespace gemma4::cuda {
@@ -15,32 +16,6 @@ namespace {
 constexpr int kMaxM = 8;
 constexpr int kWarps = 8;
 constexpr int kUnroll = 4;
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// 8 weights of one 16-byte load, widened to fp32.
-template <int WDT>
-__device__ __forceinline__ void widen8(const uint4& u, float* f) {
-  if constexpr (WDT == kBF16) {
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      f[2 * i] = __uint_as_float(w[i] << 16);
-      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-  } else {  // F16
-    const __half2* h = reinterpret_cast<const __half2*>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float2 v = __half22float2(h[i]);
-      f[2 * i] = v.x;
-      f[2 * i + 1] = v.y;
-    }
-  }
-}
 
 // Half-precision weights (BF16/F16): a lane reads 8 weights per load; K % 8 == 0, rows 16-byte aligned.
 // KS warps share one output column (each takes every KS-th 512-byte chunk of the row; partial sums meet in
@@ -71,11 +46,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __rest
         widen8<WDT>(u[j], f);
         const int64_t k = (c + step * j) * 8;
 #pragma unroll
-        for (int m = 0; m < M; ++m) {
-          const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
-          const float4 b = *reinterpret_cast<const float4*>(x + m * K + k + 4);
-          acc[m] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
-        }
+        for (int m = 0; m < M; ++m) acc[m] += dot8(f, x + m * K + k);
       }
     }
     for (; c < K8; c += step) {
@@ -83,11 +54,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __rest
       widen8<WDT>(__ldg(wr + c), f);
       const int64_t k = c * 8;
 #pragma unroll
-      for (int m = 0; m < M; ++m) {
-        const float4 a = *reinterpret_cast<const float4*>(x + m * K + k);
-        const float4 b = *reinterpret_cast<const float4*>(x + m * K + k + 4);
-        acc[m] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
-      }
+      for (int m = 0; m < M; ++m) acc[m] += dot8(f, x + m * K + k);
     }
   }
 #pragma unroll

@@ -5,18 +5,11 @@
 
 #include <cstdint>
 
+#include "ops/cuda/device_util.cuh"
 #include "ops/cuda/kernels.h"
 
 namespace gemma4::cuda {
 namespace {
-
-__device__ __forceinline__ float bf16_bits_to_f(uint16_t u) { return __uint_as_float(uint32_t(u) << 16); }
-
-__device__ __forceinline__ float ldw(const void* p, int dt, int64_t i) {
-  if (dt == kF32) return static_cast<const float*>(p)[i];
-  if (dt == kBF16) return bf16_bits_to_f(static_cast<const uint16_t*>(p)[i]);
-  return __half2float(static_cast<const __half*>(p)[i]);
-}
 
 struct F32W {
   using T = float;
@@ -30,29 +23,6 @@ struct F16W {
   using T = __half;
   __device__ static float get(const __half* p, int64_t i) { return __half2float(p[i]); }
 };
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
-__device__ float block_sum(float v) {
-  __shared__ float part[32];
-  __shared__ float total;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();  // part[] may still be read by a previous call
-  if (lane == 0) part[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float w = lane < nw ? part[lane] : 0.f;
-    w = warp_sum(w);
-    if (lane == 0) total = w;
-  }
-  __syncthreads();
-  return total;
-}
 
 int64_t blocks_for(int64_t n, int threads) {
   int64_t b = (n + threads - 1) / threads;
@@ -288,11 +258,6 @@ __global__ void __launch_bounds__(kAttWarps * 32)
 }
 
 // ---- elementwise ----------------------------------------------------------------------------------------
-__device__ __forceinline__ float gelu_tanh_f(float x) {
-  const float c = 0.7978845608028654f;
-  return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
-}
-
 #define G4_GRID_LOOP(i, n) \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 

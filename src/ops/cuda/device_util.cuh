@@ -1,0 +1,85 @@
+// Device helpers shared by the .cu files of the CUDA backend: weight loads in any stored dtype, warp and
+// block reductions, the tanh-GELU, and the 16-byte bf16/f16 widening of the GEMV kernels.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "ops/cuda/kernels.h"
+
+namespace gemma4::cuda {
+namespace {
+
+__device__ __forceinline__ float bf16_bits_to_f(uint16_t u) { return __uint_as_float(uint32_t(u) << 16); }
+
+// Element i of a weight stored as kF32 / kBF16 / kF16, widened to fp32.
+__device__ __forceinline__ float ldw(const void* p, int dt, int64_t i) {
+  if (dt == kF32) return static_cast<const float*>(p)[i];
+  if (dt == kBF16) return bf16_bits_to_f(static_cast<const uint16_t*>(p)[i]);
+  return __half2float(static_cast<const __half*>(p)[i]);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result. Also a barrier.
+__device__ float block_sum(float v) {
+  __shared__ float part[32];
+  __shared__ float total;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // part[] may still be read by a previous call
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float w = lane < nw ? part[lane] : 0.f;
+    w = warp_sum(w);
+    if (lane == 0) total = w;
+  }
+  __syncthreads();
+  return total;
+}
+
+__device__ __forceinline__ float gelu_tanh_f(float x) {
+  const float c = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+
+// The 8 weights of one 16-byte load (WDT = kBF16 or kF16), widened to fp32.
+template <int WDT>
+__device__ __forceinline__ void widen8(const uint4& u, float* f) {
+  if constexpr (WDT == kBF16) {
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      f[2 * i] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  } else {
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 v = __half22float2(h[i]);
+      f[2 * i] = v.x;
+      f[2 * i + 1] = v.y;
+    }
+  }
+}
+
+// acc += dot(8 widened weights, x[k .. k+8)) (x 16-byte aligned).
+__device__ __forceinline__ float dot8(const float* f, const float* x) {
+  const float4 a = *reinterpret_cast<const float4*>(x);
+  const float4 b = *reinterpret_cast<const float4*>(x + 4);
+  return f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+}
+
+}  // namespace
+}  // namespace gemma4::cuda
