@@ -29,11 +29,17 @@ from tokenizers import Tokenizer, __version__ as tokenizers_version  # noqa: E40
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+BOS_ID = 2  # Gemma's <bos>, which add_special_tokens prepends
+
+
 def references(tok, corpus, out_path):
     with open(out_path, "w", encoding="utf-8") as f:
         for s in corpus:
             ids = tok.encode(s, add_special_tokens=False).ids
-            rec = {"ids": ids, "ids_special": tok.encode(s, add_special_tokens=True).ids}
+            rec = {"ids": ids}
+            ids_special = tok.encode(s, add_special_tokens=True).ids
+            if ids_special != [BOS_ID] + ids:  # stored only when not <bos> + ids (keeps the files small)
+                rec["ids_special"] = ids_special
             dec = tok.decode(ids, skip_special_tokens=False)
             if dec != s:
                 rec["decoded"] = dec
