@@ -107,16 +107,10 @@ int64_t KVCache::gather(int layer, Tensor& k_out, Tensor& v_out, std::vector<int
   return L.count;
 }
 
-Tensor KVCache::ring_k(int layer) const {
+Tensor KVCache::ring_rows(int layer, bool values) const {
   const Layer& L = layers_.at(layer);
-  G4_CHECK(L.capacity > 0 && L.count > 0, "KV cache: ring_k of layer {} (not a ring, or empty)", layer);
-  return L.k.slice_rows(0, L.count);  // while count < capacity the filled slots are 0 .. count-1
-}
-
-Tensor KVCache::ring_v(int layer) const {
-  const Layer& L = layers_.at(layer);
-  G4_CHECK(L.capacity > 0 && L.count > 0, "KV cache: ring_v of layer {} (not a ring, or empty)", layer);
-  return L.v.slice_rows(0, L.count);
+  G4_CHECK(L.capacity > 0 && L.count > 0, "KV cache: ring view of layer {} (not a ring, or empty)", layer);
+  return (values ? L.v : L.k).slice_rows(0, L.count);  // while count < capacity the filled slots are 0 .. count-1
 }
 
 void KVCache::slot_positions(int layer, std::vector<int64_t>& pos) const {

@@ -43,8 +43,8 @@ class KVCache {
   // Ring (sliding) layers: the held slots as [held, kv_dim] views in slot order (not position order) and
   // the position each slot holds. Attention is order-free (the mask reads each key's position), so a
   // one-token decode step attends over the ring in place instead of gathering it (spec §6.1).
-  Tensor ring_k(int layer) const;
-  Tensor ring_v(int layer) const;
+  Tensor ring_k(int layer) const { return ring_rows(layer, false); }
+  Tensor ring_v(int layer) const { return ring_rows(layer, true); }
   void slot_positions(int layer, std::vector<int64_t>& pos) const;
   // Full (unbounded) layers: contiguous K/V of positions 0 .. held(layer)-1, as [held, kv_dim] views.
   Tensor k_all(int layer) const;
@@ -61,6 +61,7 @@ class KVCache {
   };
   Tensor alloc(int64_t rows, int64_t kv_dim) const;
   void grow(Layer& L, int64_t rows);
+  Tensor ring_rows(int layer, bool values) const;
   void copy_rows(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_row, int64_t n) const;
 
   std::shared_ptr<Ops> own_ops_;  // the CPU ops when none was given

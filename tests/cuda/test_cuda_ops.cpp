@@ -25,8 +25,10 @@
 #include "text/tokenizer.h"
 #include "train/eval_prompt.h"
 #include "test_util.h"
+#include "tiny_model.h"
 
 using namespace gemma4;
+using gemma4::test::tiny_config;
 namespace fs = std::filesystem;
 
 namespace {
@@ -485,53 +487,30 @@ TEST_P(CudaParity, LogitsMatchHuggingFaceAndCpu) {
   const std::string dir = GetParam();
   auto gm = Model::load(dir, {}, Device::CUDA, Precision::F32);
   auto cm = Model::load(dir, {}, Device::CPU);
-  auto in = SafetensorsFile::open(dir + "/inputs.safetensors");
   auto ref = SafetensorsFile::open(dir + "/reference.safetensors");
-  MultimodalInputs mm;
-  mm.pixel_values = opt(*in, "pixel_values").to_f32();
-  if (in->has("image_position_ids"))
-    mm.image_position_ids = Tensor::from_i64(in->get("image_position_ids").i64_vector(), in->get("image_position_ids").shape);
-  mm.input_features = opt(*in, "input_features").to_f32();
-  std::vector<int64_t> ids = in->get("input_ids").i64_vector();
-  KVCache gc = gm->new_cache(), cc = cm->new_cache();
-  Tensor got = gm->forward(ids, gc, &mm, true);
-  Tensor cpu_logits = cm->forward(ids, cc, &mm, true);
+  Tensor got = fixture_logits(*gm, dir);
+  Tensor cpu_logits = fixture_logits(*cm, dir);
   Tensor want = ref->has("logits_f32_bf16scale") ? ref->get("logits_f32_bf16scale") : ref->get("logits");
   ASSERT_EQ(got.shape, want.shape);
   ASSERT_EQ(got.device, Device::CPU);
   const int64_t T = want.dim(0), V = want.dim(1);
-  const float* g = got.ptr<float>();
-  const float* c = cpu_logits.ptr<float>();
   std::vector<float> w = want.f32_vector();
+  const Agreement hf = agreement(got.ptr<float>(), w.data(), T, V);
+  const Agreement cpu = agreement(got.ptr<float>(), cpu_logits.ptr<float>(), T, V);
   bool fp32 = gm->weights().embed_tokens.dtype == DType::F32;
-  float maxdiff = 0, cpu_diff = 0;
-  int top1 = 0, top1_cpu = 0;
-  double min_cos = 1.0;
-  for (int64_t t = 0; t < T; ++t) {
-    double dot = 0, ng = 0, nw = 0;
-    for (int64_t v = 0; v < V; ++v) {
-      float a = g[t * V + v], b = w[t * V + v];
-      maxdiff = std::max(maxdiff, std::fabs(a - b));
-      cpu_diff = std::max(cpu_diff, std::fabs(a - c[t * V + v]));
-      dot += double(a) * b, ng += double(a) * a, nw += double(b) * b;
-    }
-    min_cos = std::min(min_cos, dot / std::sqrt(ng * nw));
-    top1 += argmax(g + t * V, V) == argmax(w.data() + t * V, V);
-    top1_cpu += argmax(g + t * V, V) == argmax(c + t * V, V);
-  }
   std::printf("  [cuda] %s: T=%lld V=%lld max|gpu-HF|=%.3g max|gpu-cpu|=%.3g min cosine=%.7f top1(HF)=%d/%lld "
               "top1(cpu)=%d/%lld\n",
-              fs::path(dir).filename().c_str(), (long long)T, (long long)V, maxdiff, cpu_diff, min_cos, top1,
-              (long long)T, top1_cpu, (long long)T);
+              fs::path(dir).filename().c_str(), (long long)T, (long long)V, hf.maxdiff, cpu.maxdiff, hf.min_cos,
+              hf.top1, (long long)T, cpu.top1, (long long)T);
   // Both backends are within 1e-3 of HF (checked below and in test_model), so within 2e-3 of each other.
-  EXPECT_LE(cpu_diff, 2e-3f);
-  EXPECT_EQ(top1_cpu, T);
+  EXPECT_LE(cpu.maxdiff, 2e-3f);
+  EXPECT_EQ(cpu.top1, T);
   if (fp32) {
-    EXPECT_LE(maxdiff, 1e-3f);
-    EXPECT_EQ(top1, T);
+    EXPECT_LE(hf.maxdiff, 1e-3f);
+    EXPECT_EQ(hf.top1, T);
   } else {
-    EXPECT_GE(min_cos, 0.999);
-    EXPECT_GE(double(top1) / T, 0.98);
+    EXPECT_GE(hf.min_cos, 0.999);
+    EXPECT_GE(double(hf.top1) / T, 0.98);
   }
 }
 
@@ -564,38 +543,6 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(CudaParity);
 
 // Random tiny models with every feature: prefill, step-by-step decode (device ring cache) and a chunk
 // equal one full forward on the GPU, and the GPU equals the CPU.
-ModelConfig tiny_config(bool ple_and_sharing, bool moe) {
-  ModelConfig c;
-  c.model_type = "gemma4_text";
-  TextConfig& t = c.text;
-  t.vocab_size = 97;
-  t.hidden_size = 32;
-  t.intermediate_size = 48;
-  t.num_hidden_layers = 6;
-  t.num_attention_heads = 4;
-  t.num_key_value_heads = 2;
-  t.head_dim = 8;
-  t.global_head_dim = 16;
-  t.num_global_key_value_heads = 1;
-  t.attention_k_eq_v = !ple_and_sharing;
-  t.layer_types = {LayerType::Sliding, LayerType::Sliding, LayerType::Full,
-                   LayerType::Sliding, LayerType::Sliding, LayerType::Full};
-  t.sliding_window = 4;
-  t.final_logit_softcapping = 30.0;
-  if (ple_and_sharing) {
-    t.hidden_size_per_layer_input = 8;
-    t.vocab_size_per_layer_input = 97;
-    t.num_kv_shared_layers = 3;
-    t.use_double_wide_mlp = true;
-  }
-  if (moe) {
-    t.enable_moe_block = true;
-    t.num_experts = 4;
-    t.top_k_experts = 2;
-    t.moe_intermediate_size = 16;
-  }
-  return c;
-}
 
 void prefill_decode_case(bool ple, bool moe, DType dt) {
   ModelConfig cfg = tiny_config(ple, moe);

@@ -1,5 +1,6 @@
-// CUDA kernels of the op set: straightforward, fp32 arithmetic, correctness first (issue 4, step 1).
-// Weights are read in their stored dtype (F32/BF16/F16) and widened in registers.
+// The plain fp32 kernels of the op set: norms, RoPE, embedding, elementwise, and the fallback matmuls
+// (GEMV / tiled GEMM for weights the 16-byte GEMV and cuBLAS paths do not take). Weights are read in their
+// stored dtype (F32/BF16/F16) and widened in registers. Attention lives in attention_kernels.cu.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -174,89 +175,6 @@ __global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, cons
   }
 }
 
-// ---- attention ------------------------------------------------------------------------------------------
-// One block per (query t, head h); each warp runs an online softmax over keys s = warp, warp + W, ...;
-// lane l holds head dims l, l + 32, ... (head_dim <= 512); the warps' partial states are merged at the end.
-constexpr int kAttWarps = 8;
-constexpr int kAttMaxD = 512;
-constexpr int kAttPer = kAttMaxD / 32;
-
-__global__ void __launch_bounds__(kAttWarps * 32)
-    attention_kernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v, int64_t S,
-                     int Hq, int Hkv, int hd, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
-                     const int32_t* q_block, const int32_t* k_block, float* __restrict__ o) {
-  __shared__ float s_m[kAttWarps], s_l[kAttWarps];
-  __shared__ float s_acc[kAttWarps][kAttMaxD];
-  const int h = int(blockIdx.x % unsigned(Hq));
-  const int64_t t = blockIdx.x / unsigned(Hq);
-  const int kh = h / (Hq / Hkv);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t qs = int64_t(Hq) * hd, ks = int64_t(Hkv) * hd;
-  const float* qv = q + t * qs + int64_t(h) * hd;
-  float qr[kAttPer], acc[kAttPer];
-#pragma unroll
-  for (int i = 0; i < kAttPer; ++i) {
-    const int d = lane + 32 * i;
-    qr[i] = d < hd ? qv[d] : 0.f;
-    acc[i] = 0.f;
-  }
-  const int64_t qp = q_pos[t];
-  const int32_t qb = q_block ? q_block[t] : -1;
-  float m = -INFINITY, l = 0.f;
-  for (int64_t s = warp; s < S; s += kAttWarps) {
-    const int64_t kp = k_pos[s];
-    const bool same_block = q_block && qb >= 0 && qb == k_block[s];
-    const bool visible = (kp <= qp || same_block) && (window <= 0 || kp > qp - window);
-    if (!visible) continue;
-    const float* kr = k + s * ks + int64_t(kh) * hd;
-    const float* vr = v + s * ks + int64_t(kh) * hd;
-    float d = 0.f;
-#pragma unroll
-    for (int i = 0; i < kAttPer; ++i) {
-      const int dd = lane + 32 * i;
-      if (dd < hd) d += qr[i] * kr[dd];
-    }
-    const float sc = warp_sum(d) * scale;
-    const float mn = fmaxf(m, sc);
-    const float corr = expf(m - mn);
-    const float p = expf(sc - mn);
-    l = l * corr + p;
-#pragma unroll
-    for (int i = 0; i < kAttPer; ++i) {
-      const int dd = lane + 32 * i;
-      if (dd < hd) acc[i] = acc[i] * corr + p * vr[dd];
-    }
-    m = mn;
-  }
-  if (lane == 0) {
-    s_m[warp] = m;
-    s_l[warp] = l;
-  }
-#pragma unroll
-  for (int i = 0; i < kAttPer; ++i) s_acc[warp][lane + 32 * i] = acc[i];
-  __syncthreads();
-  float M = -INFINITY;
-  for (int w = 0; w < kAttWarps; ++w) M = fmaxf(M, s_m[w]);
-  float* out = o + t * qs + int64_t(h) * hd;
-  if (M == -INFINITY) {  // the query sees no key
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) out[d] = 0.f;
-    return;
-  }
-  float L = 0.f, f[kAttWarps];
-#pragma unroll
-  for (int w = 0; w < kAttWarps; ++w) {
-    f[w] = s_m[w] == -INFINITY ? 0.f : expf(s_m[w] - M);
-    L += s_l[w] * f[w];
-  }
-  const float invL = 1.f / L;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float a = 0.f;
-#pragma unroll
-    for (int w = 0; w < kAttWarps; ++w) a += s_acc[w][d] * f[w];
-    out[d] = a * invL;
-  }
-}
-
 // ---- elementwise ----------------------------------------------------------------------------------------
 #define G4_GRID_LOOP(i, n) \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
@@ -315,16 +233,6 @@ int embedding(const void* table, int tdt, int64_t D, const int64_t* ids, int64_t
 int rope(float* x, int64_t T, int n_heads, int head_dim, const int64_t* pos, const float* inv_freq, cudaStream_t s) {
   const int64_t n = T * n_heads * (head_dim / 2);
   if (n > 0) rope_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(x, T, n_heads, head_dim, pos, inv_freq);
-  return last();
-}
-
-int attention(const float* q, const float* k, const float* v, int64_t T, int64_t S, int n_q_heads, int n_kv_heads,
-              int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
-              const int32_t* q_block, const int32_t* k_block, float* o, cudaStream_t s) {
-  if (head_dim > kAttMaxD || head_dim <= 0) return int(cudaErrorInvalidValue);
-  if (T > 0)
-    attention_kernel<<<unsigned(T * n_q_heads), kAttWarps * 32, 0, s>>>(q, k, v, S, n_q_heads, n_kv_heads, head_dim,
-                                                                        scale, q_pos, k_pos, window, q_block, k_block, o);
   return last();
 }
 

@@ -23,10 +23,6 @@ int embedding(const void* table, int tdt, int64_t D, const int64_t* ids, int64_t
               cudaStream_t s);
 // pos [T], inv_freq [head_dim/2] on the device.
 int rope(float* x, int64_t T, int n_heads, int head_dim, const int64_t* pos, const float* inv_freq, cudaStream_t s);
-// q [T, Hq*d], k/v [S, Hkv*d], o [T, Hq*d]; positions and optional block ids on the device. d <= 512.
-int attention(const float* q, const float* k, const float* v, int64_t T, int64_t S, int n_q_heads, int n_kv_heads,
-              int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
-              const int32_t* q_block, const int32_t* k_block, float* o, cudaStream_t s);
 int gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
 int gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t s);
 int add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
