@@ -9,16 +9,22 @@
 //                   [--decode N] [--chunk 4096] [--batches 8,32] [--json FILE]
 //        bench_cuda --micro          per-op timings of the 12B decode shapes (GEMV GB/s, attention, norms)
 //        bench_cuda --shrink 16      the 12B op sequence with tiny widths: the host-bound ceiling of decode
+//        bench_cuda --load-test DIR  write a random 12B checkpoint to DIR (once; use a tmpfs), time Model::load
 // GEMMA4_CUDA_PROFILE=1 adds a per-op GPU/host time table (src/ops/cuda/op_profiler.h).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
 #include "model/keymap.h"
 #include "model/model.h"
 #include "model/registry.h"
@@ -120,11 +126,29 @@ int run_micro(Precision prec, double bw) {
     std::printf("%-48s %10.1f %10.0f\n", fmt::format("linear bf16 M=1 N={} K={}", N, K).c_str(), us,
                 w.nbytes() / (us * 1e3));
   }
+  // Rows: the GEMV kernel (M <= kGemvMaxRows in cuda_ops.cpp) against cuBLAS tensor cores above it.
+  for (int64_t M : {2, 4, 6, 8, 16, 32}) {
+    const int64_t N = 15360, K = 3840;
+    Tensor x = dev({M, K}, DType::F32), w = dev({N, K}, DType::BF16), y = ops->alloc(DType::F32, {M, N});
+    double us = time_us([&] { ops->linear(x, w, y); });
+    std::printf("%-48s %10.1f %10.0f\n", fmt::format("linear bf16 M={} N={} K={}", M, N, K).c_str(), us,
+                w.nbytes() / (us * 1e3));
+  }
   {
     Tensor x = dev({1, 3840}, DType::F32), wg = dev({15360, 3840}, DType::BF16), wu = dev({15360, 3840}, DType::BF16);
     Tensor y = ops->alloc(DType::F32, {1, 15360}), sc = ops->alloc(DType::F32, {1, 15360});
     double us = time_us([&] { ops->linear_gelu_mul(x, wg, wu, y, sc); });
     std::printf("%-48s %10.1f %10.0f\n", "linear_gelu_mul bf16 M=1 N=15360 K=3840", us, 2 * wg.nbytes() / (us * 1e3));
+  }
+  for (auto [nkv, hd, with_v] : std::vector<std::tuple<int64_t, int64_t, bool>>{{8, 256, true}, {1, 512, false}}) {
+    const int64_t K = 3840;
+    Tensor x = dev({1, K}, DType::F32), wq = dev({16 * hd, K}, DType::BF16), wk = dev({nkv * hd, K}, DType::BF16);
+    Tensor wv = dev({nkv * hd, K}, DType::BF16), q = ops->alloc(DType::F32, {1, 16 * hd});
+    Tensor k = ops->alloc(DType::F32, {1, nkv * hd}), v = ops->alloc(DType::F32, {1, nkv * hd});
+    double us = time_us([&] { ops->linear_qkv(x, wq, wk, with_v ? &wv : nullptr, q, k, with_v ? &v : nullptr); });
+    const double bytes = double(wq.nbytes() + wk.nbytes() + (with_v ? wv.nbytes() : 0));
+    std::printf("%-48s %10.1f %10.0f\n", fmt::format("linear_qkv bf16 M=1 N={} K={}", bytes / 2 / K, K).c_str(), us,
+                bytes / (us * 1e3));
   }
   for (auto [hq, hkv, hd, S, W] : std::vector<std::tuple<int, int, int, int64_t, int>>{
            {16, 8, 256, 512, 1024}, {16, 8, 256, 1024, 1024}, {16, 1, 512, 4096, 0}, {16, 1, 512, 32768, 0}}) {
@@ -153,6 +177,61 @@ int run_micro(Precision prec, double bw) {
   return 0;
 }
 
+// Load time of a real checkpoint layout: a random bf16 checkpoint of the preset (text weights, tiled from
+// a 2 GB random pool; config.json as an export writes it) is written to DIR once, then Model::load uploads
+// it to the GPU (mmap'ed file -> device, in the stored dtype: no host fp32 copy). The file was just written,
+// so it is read from the page cache: the figure is the engine's own cost, not the disk's (put DIR on a
+// tmpfs such as /dev/shm: writing 24 GB to a slow disk takes minutes).
+int run_load_test(const std::string& arch, const std::string& dir, Precision prec) {
+  namespace fs = std::filesystem;
+  ModelConfig cfg = arch_config(arch);
+  cfg.vision.reset();
+  cfg.audio.reset();
+  if (!fs::exists(dir + "/model.safetensors")) {
+    fs::create_directories(dir);
+    const int64_t pool_n = int64_t(1) << 30;  // 2 GiB of bf16
+    Tensor pool = Tensor::empty(DType::BF16, {pool_n});
+    std::mt19937 g(7);
+    std::normal_distribution<float> nd(0.f, 0.02f);
+    const int64_t seed_n = int64_t(1) << 22;
+    for (int64_t i = 0; i < seed_n; ++i) pool.ptr<uint16_t>()[i] = f32_to_bf16(nd(g));
+    for (int64_t o = seed_n; o < pool_n; o += seed_n)
+      std::memcpy(pool.ptr<uint16_t>() + o, pool.ptr<uint16_t>(), size_t(std::min(seed_n, pool_n - o)) * 2);
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    Weights w;
+    BindOptions bo;
+    bo.use_vision = false;
+    bo.use_audio = false;
+    for_each_parameter(cfg, Layout::UnifiedConditional, bo, w, [&](const ExpectedTensor& e, Tensor& slot) {
+      G4_CHECK(shape_numel(e.shape) <= pool_n, "tensor {} larger than the random pool", e.name);
+      Tensor t = pool;
+      t.shape = e.shape;
+      tensors.emplace_back(e.name, t);
+    });
+    double t0 = now();
+    save_safetensors(dir + "/model.safetensors", tensors);
+    std::ofstream(dir + "/config.json") << cfg.to_json().dump(2);
+    std::printf("wrote a random %s checkpoint (%zu tensors) to %s in %.1f s\n", arch.c_str(), tensors.size(),
+                dir.c_str(), now() - t0);
+  }
+  std::printf("loading %s onto the GPU (precision %s)\n", dir.c_str(), precision_name(prec));
+  std::fflush(stdout);
+  double t0 = now();
+  auto m = Model::load(dir, {}, Device::CUDA, prec);
+  m->ops().synchronize();
+  const double load_s = now() - t0;
+  size_t bytes = 0;
+  const auto file = SafetensorsFile::open(dir + "/model.safetensors");  // held: the loop reads its table
+  for (auto& [name, info] : file->tensors()) bytes += info.end - info.begin;
+  std::printf("Model::load of %s (%.2f GB, %s) onto the GPU: %.2f s = %.1f GB/s (page cache warm)\n", arch.c_str(),
+              bytes / 1e9, dir.c_str(), load_s, bytes / 1e9 / load_s);
+  KVCache c = m->new_cache();
+  Tensor l = m->forward({2, 100, 200}, c, nullptr, false);
+  std::printf("first forward after load: logits [%lld, %lld] finite: %s\n", (long long)l.dim(0), (long long)l.dim(1),
+              std::isfinite(l.ptr<float>()[0]) ? "yes" : "no");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -163,6 +242,7 @@ int main(int argc, char** argv) {
     int64_t chunk = 4096;
     std::vector<int> batches = {8, 32};
     bool micro = false;  // --micro: per-op timings of the decode shapes, then exit
+    std::string load_dir;  // --load-test DIR: write a random checkpoint of --arch there (if absent), time Model::load
     int shrink = 1;  // > 1: hidden, intermediate and vocab divided by it (same op count: measures host overhead)
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -175,13 +255,14 @@ int main(int argc, char** argv) {
       else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
       else if (a == "--shrink" && i + 1 < argc) shrink = std::atoi(argv[++i]);
       else if (a == "--micro") micro = true;
+      else if (a == "--load-test" && i + 1 < argc) load_dir = argv[++i];
       else if (a == "--batches" && i + 1 < argc) {
         batches.clear();
         for (int64_t b : parse_list(argv[++i])) batches.push_back(int(b));
       }
       else
         throw Error("usage: bench_cuda [--arch 12b] [--precision bf16|f32] [--prefill 512,4096] "
-                    "[--contexts 512,4096,32768] [--decode N] [--chunk 4096] [--json FILE] [--shrink N] [--batches 8,32] [--micro]");
+                    "[--contexts 512,4096,32768] [--decode N] [--chunk 4096] [--json FILE] [--shrink N] [--batches 8,32] [--micro] [--load-test DIR]");
     }
     std::string why;
     if (!cuda_available(&why)) {
@@ -197,6 +278,7 @@ int main(int argc, char** argv) {
     std::printf("device copy bandwidth (read+write): %.0f GB/s\n", bw / 1e9);
 
     if (micro) return run_micro(prec, bw);
+    if (!load_dir.empty()) return run_load_test(arch, load_dir, prec);
     ModelConfig cfg = arch_config(arch);
     BindOptions bo;
     bo.use_vision = false;
@@ -255,6 +337,13 @@ int main(int argc, char** argv) {
     auto argmax = [&](const Tensor& l) {
       return int64_t(std::max_element(l.ptr<float>(), l.ptr<float>() + V) - l.ptr<float>());
     };
+    // Greedy tokens of device logits [B, V], chosen on the GPU as generate() does (no [B, V] copy).
+    auto greedy = [&](Tensor& l) {
+      std::vector<int64_t> ids;
+      G4_CHECK(m.ops().choose_tokens(l, std::vector<Ops::TokenChoice>(size_t(l.numel() / V)), {}, ids),
+               "no GPU token choice");
+      return ids;
+    };
     {  // warm-up: module load, cuBLAS handles and workspaces, the pool
       KVCache c = m.new_cache();
       m.forward(ids_of(600, 1), c, nullptr, false);
@@ -283,7 +372,7 @@ int main(int argc, char** argv) {
       m.ops().release_cached_memory();
       m.ops().reset_memory_peak();
       KVCache c = m.new_cache();
-      c.reserve(C + decode);  // as generate() does: prompt + new tokens
+      c.reserve(C + 2 * decode);  // as generate() does: prompt + new tokens (recorded and eager steps)
       Tensor l;
       const double a = now();
       for (int64_t p = 0; p < C; p += chunk) {
@@ -292,20 +381,37 @@ int main(int argc, char** argv) {
       }
       const double fill_s = now() - a;
       int64_t id = argmax(l);
-      std::vector<double> times;
-      for (int s = 0; s < decode; ++s) {
-        double b = now();
-        Tensor d = m.forward({id}, c, nullptr, false);
-        id = argmax(d);
-        times.push_back(now() - b);
-      }
-      std::sort(times.begin(), times.end());
-      const double tps = 1.0 / times[times.size() / 2];
+      // Median step time, steps recorded as CUDA graphs (the default) or all eager, from the same cache.
+      auto decode_tps = [&](bool graphs) {
+        m.ops().set_step_recording(graphs);
+        std::vector<double> times;
+        for (int s = 0; s < decode; ++s) {
+          double b = now();
+          Tensor d = m.forward({id}, c, nullptr, false, nullptr, /*logits_on_device=*/true);
+          id = greedy(d)[0];
+          times.push_back(now() - b);
+        }
+        m.ops().set_step_recording(true);
+        std::sort(times.begin(), times.end());
+        return 1.0 / times[times.size() / 2];
+      };
+      const Ops::StepStats st0 = m.ops().step_stats();
+      const double tps = decode_tps(true);
+      const Ops::StepStats st1 = m.ops().step_stats();
+      const double rec = double(std::max<int64_t>(1, st1.steps - st0.steps));
       const auto ms = m.ops().memory_stats();
       peak_all = std::max(peak_all, ms.peak_reserved);
       std::printf("%-34s %12.2f %12.1f %11.1f%%   (prefill of the context: %.1f s = %.0f tok/s; peak GPU memory %.1f GB)\n",
                   fmt::format("decode batch 1, context {}", C).c_str(), tps, roofline, 100.0 * tps / roofline, fill_s,
                   C / fill_s, ms.peak_reserved / 1e9);
+      std::printf("%-34s %12s %12s %12s   (%lld recorded steps: host forward %.2f ms, GPU %.2f ms per step)\n", "", "", "",
+                  "", (long long)(st1.steps - st0.steps), 1e3 * (st1.host_seconds - st0.host_seconds) / rec,
+                  1e3 * (st1.gpu_seconds - st0.gpu_seconds) / rec);
+      const double eager_tps = decode_tps(false);
+      std::printf("%-34s %12.2f %12.1f %11.1f%%   (every op launched by the host; graphs are %.2fx)\n",
+                  fmt::format("  same, without CUDA graphs").c_str(), eager_tps, roofline, 100.0 * eager_tps / roofline,
+                  tps / eager_tps);
+      json += fmt::format(", \"decode_ctx{}_eager_tok_s\": {:.2f}", C, eager_tps);
       json += fmt::format(", \"decode_ctx{}_tok_s\": {:.2f}, \"peak_gb_ctx{}\": {:.2f}, \"prefill_chunked_{}_tok_s\": {:.1f}",
                           C, tps, C, ms.peak_reserved / 1e9, C, C / fill_s);
       std::fflush(stdout);
@@ -327,19 +433,23 @@ int main(int argc, char** argv) {
         step[b] = {argmax(l)};
       }
       std::vector<double> times;
+      const Ops::StepStats st0 = m.ops().step_stats();
       for (int s = 0; s < decode; ++s) {
         double t1 = now();
-        Tensor l = m.forward_batch(step, ptrs);
+        Tensor l = m.forward_batch(step, ptrs, nullptr, false, nullptr, /*logits_on_device=*/true);
+        const std::vector<int64_t> ids = greedy(l);
         times.push_back(now() - t1);
-        for (int b = 0; b < B; ++b) {
-          Tensor row = l.slice_rows(b, b + 1);
-          step[b] = {argmax(row)};
-        }
+        for (int b = 0; b < B; ++b) step[b] = {ids[b]};
       }
       std::sort(times.begin(), times.end());
       const double tps = B / times[times.size() / 2];
-      std::printf("%-34s %12.1f %12.1f %11.1f%%   (aggregate tok/s; per sequence %.1f)\n",
-                  fmt::format("decode batch {}, context 512", B).c_str(), tps, roofline, 100.0 * tps / roofline, tps / B);
+      const Ops::StepStats st1 = m.ops().step_stats();
+      const double rec = double(std::max<int64_t>(1, st1.steps - st0.steps));
+      std::printf("%-34s %12.1f %12.1f %11.1f%%   (aggregate tok/s; per sequence %.1f; %lld recorded steps: host "
+                  "forward %.2f ms, GPU %.2f ms per step)\n",
+                  fmt::format("decode batch {}, context 512", B).c_str(), tps, roofline, 100.0 * tps / roofline, tps / B,
+                  (long long)(st1.steps - st0.steps), 1e3 * (st1.host_seconds - st0.host_seconds) / rec,
+                  1e3 * (st1.gpu_seconds - st0.gpu_seconds) / rec);
       json += fmt::format(", \"decode_batch{}_tok_s\": {:.1f}", B, tps);
       std::fflush(stdout);
     }

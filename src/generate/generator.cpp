@@ -11,6 +11,31 @@ GenerateOptions default_generate_options(const ModelConfig& cfg) {
   return o;
 }
 
+namespace {
+
+// The next token of each row of `logits` ([B, V] on the model's device): chosen on the device when the backend
+// can (a GPU: no [B, V] copy to the host), else by the samplers on the host. Each sampler draws its uniform
+// here either way, so both paths follow the same random stream.
+std::vector<int64_t> next_tokens(Model& model, Tensor& logits, const std::vector<Sampler*>& samplers) {
+  const int64_t V = model.config().text.vocab_size;
+  std::vector<Ops::TokenChoice> rows;
+  for (Sampler* s : samplers) {
+    const SamplingParams& p = s->params();
+    rows.push_back({p.temperature, p.top_k, p.top_p, s->draw()});
+  }
+  std::vector<int64_t> ids;
+  const std::vector<int64_t>& suppress = samplers.front()->params().suppress_tokens;
+  bool same_suppress = true;
+  for (Sampler* s : samplers) same_suppress = same_suppress && s->params().suppress_tokens == suppress;
+  if (same_suppress && model.ops().choose_tokens(logits, rows, suppress, ids)) return ids;
+  Tensor host = model.ops().to_host(logits);
+  for (size_t b = 0; b < samplers.size(); ++b)
+    ids.push_back(Sampler::pick(samplers[b]->params(), host.ptr<float>() + int64_t(b) * V, V, rows[b].uniform));
+  return ids;
+}
+
+}  // namespace
+
 std::vector<int64_t> generate(Model& model, const std::vector<int64_t>& prompt, const GenerateOptions& opt,
                               const MultimodalInputs* mm, const std::function<void(int64_t)>& on_token) {
   G4_CHECK(!prompt.empty(), "generate: empty prompt");
@@ -20,15 +45,14 @@ std::vector<int64_t> generate(Model& model, const std::vector<int64_t>& prompt, 
   cache.reserve(int64_t(prompt.size()) + opt.max_new_tokens);
   std::vector<int64_t> out;
   if (opt.max_new_tokens == 0) return out;
-  const int64_t V = model.config().text.vocab_size;
-  Tensor logits = model.forward(prompt, cache, mm, /*all_logits=*/false);
+  Tensor logits = model.forward(prompt, cache, mm, /*all_logits=*/false, nullptr, /*logits_on_device=*/true);
   for (int step = 0; step < opt.max_new_tokens; ++step) {
-    int64_t id = sampler.next(logits.ptr<float>(), V);
+    const int64_t id = next_tokens(model, logits, {&sampler})[0];
     out.push_back(id);
     if (on_token) on_token(id);
     bool stop = !opt.ignore_eos && std::find(opt.eos_ids.begin(), opt.eos_ids.end(), id) != opt.eos_ids.end();
     if (stop || step + 1 == opt.max_new_tokens) break;
-    logits = model.forward({id}, cache, nullptr, /*all_logits=*/false);
+    logits = model.forward({id}, cache, nullptr, /*all_logits=*/false, nullptr, /*logits_on_device=*/true);
   }
   return out;
 }
@@ -38,7 +62,6 @@ std::vector<std::vector<int64_t>> generate_batch(Model& model, const std::vector
   G4_CHECK(opt.max_new_tokens >= 0, "max_new_tokens must be >= 0");
   G4_CHECK(max_batch >= 1, "max_batch must be >= 1");
   for (auto& p : prompts) G4_CHECK(!p.empty(), "generate: empty prompt");
-  const int64_t V = model.config().text.vocab_size;
   std::vector<std::vector<int64_t>> out(prompts.size());
   if (opt.max_new_tokens == 0) return out;
   struct Live {
@@ -60,8 +83,9 @@ std::vector<std::vector<int64_t>> generate_batch(Model& model, const std::vector
       sp.seed = opt.sampling.seed + i;
       Live l{i, model.new_cache(), Sampler(sp), 0};
       l.cache.reserve(int64_t(prompts[i].size()) + opt.max_new_tokens);
-      Tensor logits = model.forward(prompts[i], l.cache, nullptr, /*all_logits=*/false);
-      l.next = l.sampler.next(logits.ptr<float>(), V);
+      Tensor logits =
+          model.forward(prompts[i], l.cache, nullptr, /*all_logits=*/false, nullptr, /*logits_on_device=*/true);
+      l.next = next_tokens(model, logits, {&l.sampler})[0];
       out[i].push_back(l.next);
       if (is_eos(l.next) || opt.max_new_tokens == 1) continue;
       live.push_back(std::move(l));
@@ -75,11 +99,14 @@ std::vector<std::vector<int64_t>> generate_batch(Model& model, const std::vector
       step.push_back({l.next});
       caches.push_back(&l.cache);
     }
-    Tensor logits = model.forward_batch(step, caches);  // [B, V]
+    Tensor logits = model.forward_batch(step, caches, nullptr, false, nullptr, /*logits_on_device=*/true);  // [B, V]
+    std::vector<Sampler*> samplers;
+    for (Live& l : live) samplers.push_back(&l.sampler);
+    const std::vector<int64_t> ids = next_tokens(model, logits, samplers);
     std::vector<Live> still;
     for (size_t b = 0; b < live.size(); ++b) {
       Live& l = live[b];
-      l.next = l.sampler.next(logits.ptr<float>() + int64_t(b) * V, V);
+      l.next = ids[b];
       out[l.index].push_back(l.next);
       if (!is_eos(l.next) && int(out[l.index].size()) < opt.max_new_tokens) still.push_back(std::move(l));
     }

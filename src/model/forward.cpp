@@ -2,6 +2,7 @@
 // pseudocode (§2.6), with the family features of §8 (PLE, KV sharing, MoE) and the Unified soft tokens
 // (§4). One sequence per call; positions continue from the KV cache.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numeric>
 
@@ -18,8 +19,17 @@ namespace {
 // ([n, kv_dim] tensors on the backend's device).
 struct KeySet {
   Tensor k, v;
-  std::vector<int64_t> pos;
-  int64_t size() const { return int64_t(pos.size()); }
+  std::shared_ptr<const std::vector<int64_t>> pos;
+  std::array<int64_t, 3> run{};  // {n, k0, r} when the keys are a rotated consecutive run (AttnMask::k_run)
+  bool is_run = false;
+};
+
+// The key positions of a cache layer kind (full or ring) for one sequence: every layer of the kind holds
+// the same positions, so the array is built once per forward and shared (32K-key arrays per layer add up).
+struct KeyPositions {
+  int64_t n = -1, start = -1;
+  std::shared_ptr<std::vector<int64_t>> pos;
+  std::array<int64_t, 3> run{};
 };
 
 // Embedding scale sqrt(H), rounded to the embedding's dtype as HF does (spec §2.1, §7.3).
@@ -29,6 +39,18 @@ float rounded_scale(double s, DType dt) {
   if (dt == DType::F16) return f16_to_f32(f32_to_f16(f));
   return f;
 }
+
+// Ends an open recorded step if the forward throws before end_step (ops.h begin_step).
+struct StepScope {
+  Ops* ops = nullptr;
+  ~StepScope() {
+    if (ops) ops->abort_step();
+  }
+  void end() {
+    if (ops) ops->end_step();
+    ops = nullptr;
+  }
+};
 
 // A [rows, width] view over the start of a scratch buffer that may be larger.
 Tensor rows_view(const Tensor& buf, int64_t rows, int64_t width) {
@@ -41,12 +63,12 @@ Tensor rows_view(const Tensor& buf, int64_t rows, int64_t width) {
 }  // namespace
 
 Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const MultimodalInputs* mm, bool all_logits,
-                      Tape* tape) {
-  return forward_batch({ids}, {&cache}, mm, all_logits, tape);
+                      Tape* tape, bool logits_on_device) {
+  return forward_batch({ids}, {&cache}, mm, all_logits, tape, logits_on_device);
 }
 
 Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const std::vector<KVCache*>& caches,
-                            const MultimodalInputs* mm, bool all_logits, Tape* tape) {
+                            const MultimodalInputs* mm, bool all_logits, Tape* tape, bool logits_on_device) {
   const TextConfig& tc = cfg_.text;
   Ops& ops = *ops_;
   // Weights on the backend's device (the checkpoint views themselves on the CPU). Parts that still run
@@ -84,6 +106,30 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
   };
   for (int64_t t = 0; t < T; ++t)
     G4_CHECK(ids[t] >= 0 && ids[t] < V, "input id {} at position {} is outside the vocabulary [0, {})", ids[t], t, V);
+
+  // A decode step (one new token per sequence, text only, every op on the device, no cache growth) is the
+  // same op sequence every time up to positions and key counts: on a GPU it is recorded once per key and
+  // replayed (ops.h begin_step). The key pins the caches' storage and each layer's attention key capacity.
+  StepScope step;
+  {
+    bool decode = !tape && !mm && !on_host && tc.hidden_size_per_layer_input == 0 && !tc.enable_moe_block;
+    for (const Segment& g : segs) decode = decode && g.T == 1 && g.cache->fits(1);
+    if (decode) {
+      uint64_t key = 0x9e3779b97f4a7c15ull ^ segs.size();
+      auto mix = [&key](uint64_t v) { key = (key ^ v) * 0x100000001b3ull + (key >> 31); };
+      for (const Segment& g : segs) {
+        mix(g.cache->storage_id());
+        for (size_t li = 0; li < layers_.size(); ++li) {
+          if (!g.cache->has_layer(int(li))) continue;
+          const int64_t keys = g.cache->is_ring(int(li)) ? std::min(g.cache->held(int(li)) + 1, g.cache->capacity(int(li)))
+                                                         : g.cache->held(int(li)) + 1;
+          mix(uint64_t(step_key_capacity(keys)));
+        }
+      }
+      ops.begin_step(key);
+      step.ops = &ops;
+    }
+  }
 
   // --- Embedding (§2.1): placeholders are looked up as pad, then overwritten by soft tokens.
   std::vector<int64_t> lookup_ids = ids;
@@ -172,6 +218,7 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
 
   const size_t B = segs.size();
   std::vector<std::vector<KeySet>> keysets(layers_.size(), std::vector<KeySet>(B));
+  std::vector<KeyPositions> full_keys(B), ring_keys(B);
   // A layer's gathered keys are kept past its own attention only when a KV-shared layer reads them (§6.2);
   // otherwise they are dropped at once (a 4096-token chunk's window copies are ~84 MB per 12B sliding layer).
   std::vector<bool> shared_later(layers_.size(), false);
@@ -195,25 +242,21 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
     a_ready = false;
     if (lt) rec(lt->a, a);
     Tensor q = rows_view(qbuf, T, qd);
-    ops.linear(a, lw.q_proj, q);
-    if (lt) rec(lt->q_lin, q);
-    ops.rmsnorm_rope(q, lw.q_norm, eps, nq, hd, positions.data(), freq);
-    if (lt) rec(lt->q, q);
-
     Tensor k = rows_view(kbuf, T, kvd), v = rows_view(vbuf, T, kvd);
     if (s.kv_source < 0) {
-      ops.linear(a, lw.k_proj, k);
-      if (s.k_eq_v) {
-        ops.copy(k, v);  // V from the raw K projection
-      } else {
-        ops.linear(a, lw.v_proj, v);
-        if (lt) rec(lt->v_lin, v);
+      // q, k, v projections (K = V layers: V from the raw K projection), per-head norms, RoPE on q and k.
+      ops.linear_qkv(a, lw.q_proj, lw.k_proj, s.k_eq_v ? nullptr : &lw.v_proj, q, k, s.k_eq_v ? nullptr : &v);
+      if (lt) {
+        rec(lt->q_lin, q), rec(lt->k_lin, k);
+        if (!s.k_eq_v) rec(lt->v_lin, v);
       }
-      if (lt) rec(lt->k_lin, k);
-      Tensor vh = v.reshape({T * nkv, hd});
-      ops.rmsnorm_rope(k, lw.k_norm, eps, nkv, hd, positions.data(), freq);
-      ops.rmsnorm(vh, nullptr, eps, vh);  // weightless v_norm, no RoPE
-      if (lt) rec(lt->k, k), rec(lt->v, v);
+      ops.qkv_norm_rope(q, k, v, s.k_eq_v, lw.q_norm, lw.k_norm, eps, nq, nkv, hd, positions.data(), freq);
+      if (lt) rec(lt->q, q), rec(lt->k, k), rec(lt->v, v);
+    } else {
+      ops.linear(a, lw.q_proj, q);
+      if (lt) rec(lt->q_lin, q);
+      ops.rmsnorm_rope(q, lw.q_norm, eps, nq, hd, positions.data(), freq);
+      if (lt) rec(lt->q, q);
     }
     Tensor o = rows_view(obuf, T, qd);
     for (size_t b = 0; b < B; ++b) {
@@ -231,32 +274,49 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
           cache.append(int(li), pos0, kb, vb);
           set.k = cache.k_all(int(li));
           set.v = cache.v_all(int(li));
-          set.pos.resize(cache.held(int(li)));
-          std::iota(set.pos.begin(), set.pos.end(), int64_t(0));
+          KeyPositions& kp = full_keys[b];
+          const int64_t n = cache.held(int(li));
+          if (kp.n != n) {  // positions 0 .. n-1
+            kp.pos = std::make_shared<std::vector<int64_t>>(n);
+            std::iota(kp.pos->begin(), kp.pos->end(), int64_t(0));
+            kp.n = n, kp.run = {n, 0, 0};
+          }
+          set.pos = kp.pos, set.run = kp.run, set.is_run = true;
         } else if (Tb == 1) {
           // Decode step: the new key evicts the one position the query can no longer see, so append first
           // and attend over the ring's slots in place (no gather copy).
           cache.append(int(li), pos0, kb, vb);
           set.k = cache.ring_k(int(li));
           set.v = cache.ring_v(int(li));
-          cache.slot_positions(int(li), set.pos);
+          KeyPositions& kp = ring_keys[b];
+          const int64_t n = cache.held(int(li)), start = cache.start_position(int(li));
+          if (kp.n != n || kp.start != start) {
+            kp.pos = std::make_shared<std::vector<int64_t>>();
+            cache.slot_positions(int(li), *kp.pos);
+            // Slot i holds start + (i - r + n) % n: r = start % capacity once the ring is full, else 0.
+            kp.n = n, kp.start = start, kp.run = {n, start, n == cache.capacity(int(li)) ? start % n : 0};
+          }
+          set.pos = kp.pos, set.run = kp.run, set.is_run = true;
         } else {
           // The held window (oldest first) followed by this call's keys, assembled contiguously.
           const int64_t n = cache.held(int(li));
           set.k = ops.alloc(DType::F32, {n + Tb, kvd});
           set.v = ops.alloc(DType::F32, {n + Tb, kvd});
-          cache.gather(int(li), set.k, set.v, set.pos);
+          auto pos = std::make_shared<std::vector<int64_t>>();
+          cache.gather(int(li), set.k, set.v, *pos);
           Tensor kd = set.k.slice_rows(n, n + Tb), vd = set.v.slice_rows(n, n + Tb);
           ops.copy(kb, kd);
           ops.copy(vb, vd);
-          set.pos.insert(set.pos.end(), seg_pos, seg_pos + Tb);
+          pos->insert(pos->end(), seg_pos, seg_pos + Tb);
+          set.pos = std::move(pos);
           cache.append(int(li), pos0, kb, vb);
         }
         ks = &set;
       }
       AttnMask mask;
       mask.q_pos = seg_pos;
-      mask.k_pos = ks->pos.data();
+      mask.k_pos = ks->pos->data();
+      mask.k_run = ks->is_run ? ks->run.data() : nullptr;
       mask.window = s.type == LayerType::Sliding ? tc.sliding_window : 0;
       Tensor ob = o.slice_rows(g.row0, g.row0 + Tb);
       ops.attention(q.slice_rows(g.row0, g.row0 + Tb), ks->k, ks->v, nq, nkv, hd, /*scale=*/1.0f, mask,
@@ -349,7 +409,8 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
   Tensor logits = ops.alloc(DType::F32, {xs.dim(0), V});
   ops.linear(xn, W.lm_head, logits);
   if (tc.final_logit_softcapping > 0) ops.softcap(logits, float(tc.final_logit_softcapping));
-  return ops.to_host(logits);  // callers read the logits on the host
+  step.end();
+  return logits_on_device ? logits : ops.to_host(logits);
 }
 
 }  // namespace gemma4

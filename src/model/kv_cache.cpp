@@ -1,13 +1,18 @@
 #include "model/kv_cache.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "core/error.h"
 #include "ops/ops.h"
 
 namespace gemma4 {
 
-KVCache::KVCache(const TextConfig& cfg, Ops* ops) : ops_(ops) {
+namespace {
+std::atomic<uint64_t> next_storage_id{1};
+}
+
+KVCache::KVCache(const TextConfig& cfg, Ops* ops) : ops_(ops), storage_id_(next_storage_id++) {
   if (!ops_) {
     own_ops_ = make_cpu_ops();
     ops_ = own_ops_.get();
@@ -35,6 +40,13 @@ void KVCache::grow(Layer& L, int64_t rows) {
   L.k = std::move(nk);
   L.v = std::move(nv);
   L.rows = rows;
+  storage_id_ = next_storage_id++;
+}
+
+bool KVCache::fits(int64_t T) const {
+  for (const Layer& L : layers_)
+    if (L.kv_dim > 0 && L.capacity == 0 && L.count + T > L.rows) return false;
+  return true;
 }
 
 void KVCache::reserve(int64_t positions) {
@@ -62,8 +74,7 @@ void KVCache::append(int layer, int64_t pos0, const Tensor& k, const Tensor& v) 
   const Tensor k2 = k.reshape({T, L.kv_dim}), v2 = v.reshape({T, L.kv_dim});
   if (L.capacity == 0) {  // full layer: grow geometrically
     if (L.count + T > L.rows) grow(L, std::max<int64_t>({L.count + T, 2 * L.rows, 64}));
-    copy_rows(k2, 0, L.k, L.count, T);
-    copy_rows(v2, 0, L.v, L.count, T);
+    ops_->store_kv(k2, v2, L.k, L.v, L.count);
     L.count += T;
     return;
   }
@@ -74,8 +85,7 @@ void KVCache::append(int layer, int64_t pos0, const Tensor& k, const Tensor& v) 
   while (t < T) {
     const int64_t slot = (pos0 + t) % L.capacity;
     const int64_t n = std::min(T - t, L.capacity - slot);
-    copy_rows(k2, t, L.k, slot, n);
-    copy_rows(v2, t, L.v, slot, n);
+    ops_->store_kv(k2.slice_rows(t, t + n), v2.slice_rows(t, t + n), L.k, L.v, slot);
     t += n;
   }
   const int64_t end = pos0 + T;

@@ -24,6 +24,11 @@ class KVCache {
   KVCache& operator=(const KVCache&) = delete;
 
   int64_t length() const { return length_; }  // positions seen so far
+  // Changes whenever a layer's storage is (re)allocated: a recorded decode step (ops.h begin_step) that
+  // read this cache is valid only while the id stays the same.
+  uint64_t storage_id() const { return storage_id_; }
+  // True when T more positions fit without growing a full layer's storage.
+  bool fits(int64_t T) const;
   // Full layers grow geometrically as positions arrive; reserving the final length up front (prompt + new
   // tokens) allocates each full layer once: no regrowth copies, no transient 3x memory at long contexts.
   void reserve(int64_t positions);
@@ -38,6 +43,7 @@ class KVCache {
   // Number of positions currently held for a layer (<= window on sliding layers).
   int64_t held(int layer) const { return layers_[layer].count; }
   int64_t capacity(int layer) const { return layers_[layer].capacity; }
+  int64_t start_position(int layer) const { return layers_[layer].start_pos; }  // oldest held position
   bool has_layer(int layer) const { return layers_[layer].kv_dim > 0; }
   bool is_ring(int layer) const { return layers_[layer].capacity > 0; }
   // Ring (sliding) layers: the held slots as [held, kv_dim] views in slot order (not position order) and
@@ -68,6 +74,7 @@ class KVCache {
   Ops* ops_ = nullptr;
   std::vector<Layer> layers_;
   int64_t length_ = 0;
+  uint64_t storage_id_ = 0;
 };
 
 }  // namespace gemma4

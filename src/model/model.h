@@ -50,14 +50,17 @@ class Model {
   // Returns logits F32 [T, V] after the final softcap, for every position when all_logits, else only
   // for the last one ([1, V]). Ids must be < vocab_size (Error otherwise).
   // With a tape (training), the activations backward needs are recorded (cache must be fresh).
+  // logits_on_device: the logits stay on the backend's device (for Ops::choose_tokens); on a GPU they are
+  // valid until the next forward.
   Tensor forward(const std::vector<int64_t>& ids, KVCache& cache, const MultimodalInputs* mm = nullptr,
-                 bool all_logits = true, Tape* tape = nullptr);
+                 bool all_logits = true, Tape* tape = nullptr, bool logits_on_device = false);
   // Several sequences in one forward (text only, no tape): sequence b continues caches[b]. The rows of all
   // sequences go through every per-token op together (a decode step of B sequences reads each weight once);
   // attention and the caches work per sequence. Returns logits [sum T_b, V] (all_logits) or [B, V] (each
   // sequence's last position).
   Tensor forward_batch(const std::vector<std::vector<int64_t>>& seqs, const std::vector<KVCache*>& caches,
-                       const MultimodalInputs* mm = nullptr, bool all_logits = false, Tape* tape = nullptr);
+                       const MultimodalInputs* mm = nullptr, bool all_logits = false, Tape* tape = nullptr,
+                       bool logits_on_device = false);
   const std::vector<LayerSpec>& layer_specs() const { return layers_; }
   KVCache new_cache() const { return KVCache(cfg_.text, ops_.get()); }
   // Backward of a taped forward over `ids` (model/backward.cpp). logits: the forward's output (after the

@@ -22,6 +22,9 @@ struct AttnMask {
   // window on sliding layers). nullptr = plain causal.
   const int32_t* q_block = nullptr;
   const int32_t* k_block = nullptr;
+  // Optional description of k_pos (a KV cache's keys): {S, k0, r} when k_pos[j] = k0 + (j - r + S) % S, a ring
+  // buffer rotated by r (r = 0: consecutive). A GPU backend passes these three numbers instead of S positions.
+  const int64_t* k_run = nullptr;
   bool visible(int64_t qi, int64_t ki) const {
     int64_t q = q_pos[qi], k = k_pos[ki];
     bool same_block = q_block && q_block[qi] >= 0 && q_block[qi] == k_block[ki];
@@ -120,6 +123,74 @@ class Ops {
     gelu_tanh_mul(out, scratch, out);
   }
 
+  // ---- Recorded steps (GPU decode, ops/cuda/step_graph.h). A caller repeating one forward shape (decode
+  // steps) brackets each repetition with begin_step(key) / end_step(), end_step before reading results on the
+  // host. Repetitions under one key must issue the same ops over the same tensors (pointers, shapes); only
+  // host arrays (positions, ids, rows) may differ, and attention key counts within step_key_capacity().
+  // abort_step leaves a step that threw. Backends without recording ignore these.
+  virtual void begin_step(uint64_t key) { (void)key; }
+  virtual void end_step() {}
+  virtual void abort_step() {}
+  // Steps that ran as a recording (captured or replayed) so far, with the host time of their forward (from
+  // begin_step to the launch) and the GPU time of the recording (benchmarks, tests).
+  struct StepStats {
+    int64_t steps = 0;
+    double host_seconds = 0, gpu_seconds = 0;
+  };
+  virtual StepStats step_stats() const { return {}; }
+  // Turns recording on or off (benchmarks: recorded vs eager steps in one run; GEMMA4_CUDA_GRAPHS=0: off).
+  virtual void set_step_recording(bool on) { (void)on; }
+  // dst rows [row, row + n) = src ([n, width] into dst [rows, width]); a recording backend reads `row` from
+  // device memory, so a recorded step replays with a new row (KV cache appends).
+  virtual void copy_rows(const Tensor& src, Tensor& dst, int64_t row) {
+    G4_CHECK(src.ndim() == 2 && dst.ndim() == 2 && src.dim(1) == dst.dim(1) && row >= 0 &&
+                 row + src.dim(0) <= dst.dim(0),
+             "copy_rows: {} into {} at row {}", shape_str(src.shape), shape_str(dst.shape), row);
+    Tensor d = dst.slice_rows(row, row + src.dim(0));
+    copy(src, d);
+  }
+
+  // q = x . wq^T, k = x . wk^T and (wv given) v = x . wv^T: a layer's attention projections in one pass.
+  virtual void linear_qkv(const Tensor& x, const Tensor& wq, const Tensor& wk, const Tensor* wv, Tensor& q, Tensor& k,
+                          Tensor* v) {
+    linear(x, wq, q);
+    linear(x, wk, k);
+    if (wv) linear(x, *wv, *v);
+  }
+  // The attention inputs of T rows, in place (spec §2.4.2): q and k get the per-head rmsnorm (wq, wk; head_dim
+  // wide) and RoPE at `pos`; v the weightless per-head rmsnorm. v_from_k (K = V layers): v is first set to k's
+  // raw projection.
+  virtual void qkv_norm_rope(Tensor& q, Tensor& k, Tensor& v, bool v_from_k, const Tensor& wq, const Tensor& wk,
+                             float eps, int n_q_heads, int n_kv_heads, int head_dim, const int64_t* pos,
+                             const std::vector<float>& inv_freq) {
+    if (v_from_k) copy(k, v);
+    rmsnorm_rope(q, wq, eps, n_q_heads, head_dim, pos, inv_freq);
+    rmsnorm_rope(k, wk, eps, n_kv_heads, head_dim, pos, inv_freq);
+    Tensor vh = v.reshape({v.numel() / head_dim, int64_t(head_dim)});
+    rmsnorm(vh, nullptr, eps, vh);
+  }
+  // A KV cache append: rows [row, row + n) of cache_k / cache_v = k / v ([n, width]); see copy_rows.
+  virtual void store_kv(const Tensor& k, const Tensor& v, Tensor& cache_k, Tensor& cache_v, int64_t row) {
+    copy_rows(k, cache_k, row);
+    copy_rows(v, cache_v, row);
+  }
+
+  // Next-token choice for each row of logits [B, V] on this backend's device (the host sampler's rule,
+  // generate/sampler.h: suppress -> temperature -> top-k -> top-p -> the candidate where the cumulative
+  // probability passes rows[b].uniform). Logits are modified (suppressed ids). Returns false when the backend
+  // has no such op (the caller samples on the host).
+  struct TokenChoice {
+    double temperature = 0;
+    int top_k = 0;
+    double top_p = 1;
+    double uniform = 0;
+  };
+  virtual bool choose_tokens(Tensor& logits, const std::vector<TokenChoice>& rows,
+                             const std::vector<int64_t>& suppress, std::vector<int64_t>& ids) {
+    (void)logits, (void)rows, (void)suppress, (void)ids;
+    return false;
+  }
+
   // ---- Backward (training). Gradients are F32. "accumulate" adds into the output instead of writing it.
   // For y = x . w^T: dx (= or +=) dy . w; dw += dy^T . x (dx, dw may be null).
   virtual void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, bool accumulate_dx,
@@ -138,6 +209,10 @@ class Ops {
   virtual void gelu_tanh_mul_backward(const Tensor& gate, const Tensor& up, const Tensor& dout, Tensor& dgate,
                                       Tensor& dup) = 0;
 };
+
+// The attention key count a recorded step is sized for (ops.h begin_step): keys rounded up to 256, so a
+// growing context re-records once per 256 tokens.
+inline int64_t step_key_capacity(int64_t keys) { return (keys + 255) / 256 * 256; }
 
 std::unique_ptr<Ops> make_cpu_ops();
 // The CUDA backend (ops/cuda); throws Error when this build has no CUDA or no device is present.

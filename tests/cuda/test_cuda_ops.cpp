@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "generate/generator.h"
 #include "io/safetensors.h"
@@ -348,6 +349,46 @@ TEST(CudaOps, FusedForms) {
       gpu().linear_gelu_mul(gpu().to_device(x), gpu().to_device(wg), gpu().to_device(wu), out, gs);
       compare(fmt::format("linear_gelu_mul w={} M={} K={} N={}", dtype_name(wdt), M, K, N), out, want, 1e-5f);
     }
+  // The attention inputs of a layer: q/k/v projections in one launch (3 or 2 segments, K = V), then the fused
+  // per-head norms + RoPE, then a KV cache store at a row; against the CPU composition.
+  for (auto [nq, nkv, hd, k_eq_v] : {std::tuple<int, int, int, bool>{16, 8, 256, false}, {16, 1, 512, true},
+                                     {4, 2, 64, false}})
+    for (int64_t M : {1, 3, 20})
+      for (DType wdt : {DType::BF16, DType::F32}) {
+        const int64_t K = 384;
+        Tensor x = randn({M, K}), wq = randn({int64_t(nq) * hd, K}, 0.05f, wdt), wk = randn({int64_t(nkv) * hd, K}, 0.05f, wdt);
+        Tensor wv = randn({int64_t(nkv) * hd, K}, 0.05f, wdt);
+        Tensor nqw = randn({hd}, 1.f, DType::BF16), nkw = randn({hd}, 1.f, DType::BF16);
+        std::vector<int64_t> pos;
+        for (int64_t t = 0; t < M; ++t) pos.push_back(t * 37 + 5);
+        std::vector<float> freq(hd / 2);
+        for (int j = 0; j < hd / 2; ++j) freq[j] = j % 5 == 4 ? 0.f : std::pow(10000.f, -2.f * j / hd);
+        Tensor qc = Tensor::empty(DType::F32, {M, int64_t(nq) * hd}), kc = Tensor::empty(DType::F32, {M, int64_t(nkv) * hd});
+        Tensor vc = Tensor::empty(DType::F32, {M, int64_t(nkv) * hd});
+        cpu().linear_qkv(x, wq, wk, k_eq_v ? nullptr : &wv, qc, kc, k_eq_v ? nullptr : &vc);
+        cpu().qkv_norm_rope(qc, kc, vc, k_eq_v, nqw, nkw, 1e-6f, nq, nkv, hd, pos.data(), freq);
+        Tensor qg = poisoned(qc.shape), kg = poisoned(kc.shape), vg = poisoned(vc.shape);
+        Tensor wvg = gpu().to_device(wv);
+        gpu().linear_qkv(gpu().to_device(x), gpu().to_device(wq), gpu().to_device(wk), k_eq_v ? nullptr : &wvg, qg, kg,
+                         k_eq_v ? nullptr : &vg);
+        gpu().qkv_norm_rope(qg, kg, vg, k_eq_v, gpu().to_device(nqw), gpu().to_device(nkw), 1e-6f, nq, nkv, hd,
+                            pos.data(), freq);
+        const std::string what = fmt::format("qkv {}/{} hd {}{} w={} M={}", nq, nkv, hd, k_eq_v ? " K=V" : "",
+                                             dtype_name(wdt), M);
+        compare(what + " (q)", qg, qc, 1e-4f);
+        compare(what + " (k)", kg, kc, 1e-4f);
+        compare(what + " (v)", vg, vc, 1e-4f);
+        // store_kv: rows [row, row + M) of a cache
+        const int64_t rows = 64, row = 41;
+        Tensor ck = Tensor::empty(DType::F32, {rows, int64_t(nkv) * hd}), cv = Tensor::empty(DType::F32, ck.shape);
+        std::fill(ck.ptr<float>(), ck.ptr<float>() + ck.numel(), 0.5f);
+        std::fill(cv.ptr<float>(), cv.ptr<float>() + cv.numel(), -0.5f);
+        Tensor gk = gpu().to_device(ck), gv = gpu().to_device(cv);
+        cpu().store_kv(kc, vc, ck, cv, row);
+        gpu().store_kv(kg, vg, gk, gv, row);
+        compare(what + " (store_kv k)", gk, ck, 1e-4f);
+        compare(what + " (store_kv v)", gv, cv, 1e-4f);
+      }
 }
 
 TEST(CudaOps, Elementwise) {
@@ -653,6 +694,126 @@ TEST(CudaModel, BatchedGenerationEqualsOneAtATime) {
     EXPECT_EQ(got[i], generate(gm, prompts[i], o)) << "prompt " << i;
     EXPECT_EQ(got[i], generate(cm, prompts[i], o)) << "prompt " << i << " (CPU)";
   }
+}
+
+// Decode steps recorded as CUDA graphs (ops/cuda/step_graph.h) against the same steps run eagerly: 600
+// greedy steps cross the attention key-capacity buckets (256) of the full layers twice and fill the sliding
+// rings, so steps are recorded, replayed and re-recorded; every step's logits must agree.
+TEST(CudaGraphs, RecordedDecodeStepsMatchEager) {
+  REQUIRE_GPU();
+  ModelConfig cfg = tiny_config(false, false);
+  setenv("GEMMA4_CUDA_GRAPHS", "0", 1);
+  Model eager(cfg, random_weights(cfg, DType::BF16, 9), make_cuda_ops());
+  unsetenv("GEMMA4_CUDA_GRAPHS");
+  Model graphs(cfg, random_weights(cfg, DType::BF16, 9), make_cuda_ops());
+  const int64_t V = cfg.text.vocab_size;
+  for (int batch : {1, 3}) {
+    std::vector<KVCache> ec, gc;
+    std::vector<std::vector<int64_t>> next;
+    for (int b = 0; b < batch; ++b) {
+      ec.push_back(eager.new_cache());
+      gc.push_back(graphs.new_cache());
+      ec.back().reserve(620);
+      gc.back().reserve(620);
+      std::vector<int64_t> prompt;
+      for (int i = 0; i < 3 + 4 * b; ++i) prompt.push_back((i * 31 + 7 + b) % V);
+      eager.forward(prompt, ec.back(), nullptr, false);
+      Tensor l = graphs.forward(prompt, gc.back(), nullptr, false);
+      next.push_back({int64_t(std::max_element(l.ptr<float>(), l.ptr<float>() + V) - l.ptr<float>())});
+    }
+    const int64_t recorded0 = graphs.ops().step_stats().steps;
+    float maxdiff = 0;
+    int argmax_diff = 0;
+    for (int step = 0; step < 600; ++step) {
+      std::vector<KVCache*> ep, gp;
+      for (int b = 0; b < batch; ++b) ep.push_back(&ec[b]), gp.push_back(&gc[b]);
+      Tensor e = eager.forward_batch(next, ep), g = graphs.forward_batch(next, gp);
+      ASSERT_EQ(e.numel(), g.numel());
+      for (int b = 0; b < batch; ++b) {
+        const float* er = e.ptr<float>() + b * V;
+        const float* gr = g.ptr<float>() + b * V;
+        for (int64_t v = 0; v < V; ++v) maxdiff = std::max(maxdiff, std::fabs(er[v] - gr[v]));
+        const int64_t ea = std::max_element(er, er + V) - er, ga = std::max_element(gr, gr + V) - gr;
+        argmax_diff += ea != ga;
+        next[b] = {ga};
+      }
+    }
+    const int64_t recorded = graphs.ops().step_stats().steps - recorded0;
+    std::printf("  [cuda graphs] batch %d: 600 steps, %lld ran as recordings, max|graph-eager| = %.3g\n", batch,
+                (long long)recorded, maxdiff);
+    EXPECT_LT(maxdiff, 1e-4f);
+    EXPECT_EQ(argmax_diff, 0);
+    EXPECT_GE(recorded, 580);  // all but the first (eager) step of each key
+    EXPECT_EQ(eager.ops().step_stats().steps, 0);
+  }
+}
+
+// Token choice on the GPU against the host sampler's rule (Sampler::pick) on the same logits and draws:
+// greedy, temperature, top-k, top-p, both, suppressed ids, ties (quantised logits: the lower id first), the
+// 262K vocabulary and a small one.
+TEST(CudaSampling, ChooseTokensMatchesHostSampler) {
+  REQUIRE_GPU();
+  std::uniform_real_distribution<double> uni(0.0, 1.0);
+  int checked = 0;
+  for (int64_t V : {int64_t(262144), int64_t(97)})
+    for (bool ties : {false, true}) {
+      const int64_t B = 6;
+      Tensor logits = randn({B, V}, 3.f);
+      if (ties)
+        for (int64_t i = 0; i < logits.numel(); ++i) logits.ptr<float>()[i] = std::round(logits.ptr<float>()[i]);
+      std::vector<SamplingParams> cases(7);
+      cases[1].temperature = 0.7;
+      cases[2].temperature = 1.3, cases[2].top_k = 40;
+      cases[3].temperature = 0.9, cases[3].top_p = 0.8;
+      cases[4].temperature = 1.0, cases[4].top_k = 64, cases[4].top_p = 0.95;
+      cases[5].temperature = 2.0, cases[5].top_k = 1;
+      cases[6].temperature = 0.5, cases[6].top_p = 0.3;
+      for (size_t c = 0; c < cases.size(); ++c)
+        for (bool suppress : {false, true}) {
+          SamplingParams p = cases[c];
+          if (suppress) p.suppress_tokens = {0, 5, V - 1, V + 10};  // one out of range: ignored
+          for (int rep = 0; rep < 3; ++rep) {
+            std::vector<Ops::TokenChoice> rows;
+            std::vector<int64_t> want;
+            Tensor host = logits.to_f32();
+            if (suppress)  // make a suppressed id the maximum of row 0: it must still never be chosen
+              host.ptr<float>()[5] = 50.f;
+            Tensor dev = gpu().to_device(host);
+            for (int64_t b = 0; b < B; ++b) {
+              const double u = uni(rng());
+              rows.push_back({p.temperature, p.top_k, p.top_p, u});
+              want.push_back(Sampler::pick(p, host.ptr<float>() + b * V, V, u));
+            }
+            std::vector<int64_t> got;
+            ASSERT_TRUE(gpu().choose_tokens(dev, rows, p.suppress_tokens, got));
+            EXPECT_EQ(got, want) << "V=" << V << " ties=" << ties << " case " << c << " suppress=" << suppress;
+            ++checked;
+          }
+        }
+    }
+  std::printf("  [cuda sampling] %d batches of 6 rows: GPU choice == host sampler\n", checked);
+}
+
+// Sampled generation (temperature, top-k, top-p, seeds) on the GPU follows the CPU token for token.
+TEST(CudaSampling, SampledGenerationMatchesCpu) {
+  REQUIRE_GPU();
+  ModelConfig cfg = tiny_config(false, false);
+  Model gm(cfg, random_weights(cfg, DType::F32, 3), make_cuda_ops());
+  Model cm(cfg, random_weights(cfg, DType::F32, 3));
+  GenerateOptions o;
+  o.max_new_tokens = 24;
+  o.ignore_eos = true;
+  o.sampling.temperature = 0.9;
+  o.sampling.top_k = 30;
+  o.sampling.top_p = 0.95;
+  o.sampling.suppress_tokens = {3, 4};
+  for (uint64_t seed : {1u, 2u, 3u}) {
+    o.sampling.seed = seed;
+    std::vector<int64_t> prompt = {5, 17, 33, int64_t(seed)};
+    EXPECT_EQ(generate(gm, prompt, o), generate(cm, prompt, o)) << "seed " << seed;
+  }
+  auto g = generate_batch(gm, {{5, 6}, {7, 8, 9}, {10}}, o, 3), c = generate_batch(cm, {{5, 6}, {7, 8, 9}, {10}}, o, 3);
+  EXPECT_EQ(g, c);
 }
 
 // ---- CLI ------------------------------------------------------------------------------------------------

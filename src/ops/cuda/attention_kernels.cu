@@ -1,5 +1,7 @@
 // Attention kernels beyond the plain one of kernels.cu:
-// - split-key attention for few queries (decode): grid (query x head, split); each block runs an online
+// - decode attention (few queries, no bidirectional blocks): K and V read once per KV head, keys in any
+//   order, key count readable from the device (CUDA graphs);
+// - split-key attention for few queries with bidirectional blocks: grid (query x head, split); each block runs an online
 //   softmax over its slice of the keys (8 warps, lane l holds dims l, l+32, ...) and writes a partial
 //   (max, sum, unnormalised accumulator); attention_merge combines the splits. Keys may be in any order (a
 //   ring buffer): visibility comes from each key's position.
@@ -126,32 +128,183 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// One block per row: o[row] = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M); 0 when no key was visible.
-__global__ void attention_merge_kernel(const float* part_m, const float* part_l, const float* part_acc, int nsplit,
-                                       int Hq, int hd, float* o) {
-  const int64_t row = blockIdx.x;
-  const int64_t t = row / Hq;
-  const int h = int(row % Hq);
-  float M = -INFINITY;
-  for (int i = 0; i < nsplit; ++i) M = fmaxf(M, part_m[row * nsplit + i]);
-  float* out = o + t * int64_t(Hq) * hd + int64_t(h) * hd;
-  if (M == -INFINITY) {
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) out[d] = 0.f;
-    return;
+// Decode attention, K and V read once per KV head: grid (kv head, split, query row); the block holds the g
+// query heads of its KV head (q in shared memory) and a slice of `chunk` keys.
+//  1. warp per key: the g scores of the key (lane l holds dims l, l+32, ...), into shared memory;
+//  2. warp per head: slice max m, p = e^(s - m), l = sum p -> part_m, part_l;
+//  3. thread per dim (d, d + 256) for all g heads: acc += p * v -> part_acc; attention_merge combines.
+// Keys: explicit positions k_pos[j], or (k_pos == nullptr) a rotated consecutive run described on the device
+// by k_desc = {n, k0, r}: key j < n has position k0 + (j - r + n) % n (a ring buffer; r = 0: consecutive)
+// and keys j >= n are absent. s_cap bounds the key count (the grid is sized for it), so a recorded decode
+// step replays with a new n. Shared memory: q [g][hd], p [g][chunk], seen [chunk].
+constexpr int kDecodeMaxG = 16;
+constexpr int kKeysInFlight = 4;  // keys whose loads one warp (phase 1) or thread (phase 3) keeps in flight
+constexpr int64_t kDecodeMaxProbs = 2048;  // g * chunk: shared memory <= 4*(16*512 + 2048 + 128) bytes < 48 KB
+
+// PER: dims per lane in phase 1 (head_dim <= 32 * PER); MAXG: bound on the query heads per KV head.
+template <int PER, int MAXG>
+__global__ void __launch_bounds__(kWarps * 32, 2)
+    attention_decode_kernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                            int64_t s_cap, int Hq, int Hkv, int hd, float scale, const int64_t* __restrict__ q_pos,
+                            const int64_t* __restrict__ k_pos, const int64_t* __restrict__ k_desc, int window,
+                            int64_t chunk, float* __restrict__ part_m, float* __restrict__ part_l,
+                            float* __restrict__ part_acc) {
+  extern __shared__ float smem[];
+  const int g = Hq / Hkv, kh = blockIdx.x, split = blockIdx.y, nsplit = gridDim.y;
+  const int64_t t = blockIdx.z;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float* qs = smem;                  // [g][hd]
+  float* ps = qs + g * hd;           // [g][chunk]: scores, then probabilities
+  float* seen = ps + g * chunk;      // [chunk]: 1 = visible key
+  const int64_t qstride = int64_t(Hq) * hd, kstride = int64_t(Hkv) * hd;
+  const float* qrow = q + t * qstride + int64_t(kh) * g * hd;
+  for (int i = threadIdx.x; i < g * hd; i += blockDim.x) qs[i] = qrow[i];
+  int64_t n = s_cap, k0 = 0, r = 0;
+  if (!k_pos) {
+    n = k_desc[0] < s_cap ? k_desc[0] : s_cap;
+    k0 = k_desc[1];
+    r = k_desc[2];
   }
-  float L = 0.f;
-  for (int i = 0; i < nsplit; ++i) {
-    const float mi = part_m[row * nsplit + i];
-    if (mi != -INFINITY) L += part_l[row * nsplit + i] * __expf(mi - M);
-  }
-  const float invL = 1.f / L;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float a = 0.f;
-    for (int i = 0; i < nsplit; ++i) {
-      const float mi = part_m[row * nsplit + i];
-      if (mi != -INFINITY) a += part_acc[(row * nsplit + i) * hd + d] * __expf(mi - M);
+  const int64_t s0 = int64_t(split) * chunk;
+  const int64_t len = s0 >= n ? 0 : (s0 + chunk < n ? chunk : n - s0);
+  const int64_t qp = q_pos[t];
+  __syncthreads();
+  // Phase 1: each warp takes kKeysInFlight keys at a time, so their position and row loads overlap.
+  for (int64_t base = int64_t(warp) * kKeysInFlight; base < len; base += int64_t(kWarps) * kKeysInFlight) {
+    bool vis[kKeysInFlight];
+#pragma unroll
+    for (int u = 0; u < kKeysInFlight; ++u) {
+      const int64_t i = base + u, s = s0 + i;
+      vis[u] = i < len && visible(qp, k_pos ? k_pos[s] : k0 + (s - r + n) % n, window, -1, -1);
     }
-    out[d] = a * invL;
+    float kr[kKeysInFlight][PER];
+#pragma unroll
+    for (int u = 0; u < kKeysInFlight; ++u) {
+      const float* krow = k + (s0 + base + u) * kstride + int64_t(kh) * hd;
+#pragma unroll
+      for (int e = 0; e < PER; ++e) kr[u][e] = vis[u] && lane + 32 * e < hd ? krow[lane + 32 * e] : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < kKeysInFlight; ++u) {
+      const int64_t i = base + u;
+      if (i >= len) break;
+      if (lane == 0) seen[i] = vis[u] ? 1.f : 0.f;
+      if (!vis[u]) continue;
+#pragma unroll
+      for (int j = 0; j < MAXG; ++j) {
+        if (j >= g) break;
+        float d = 0.f;
+#pragma unroll
+        for (int e = 0; e < PER; ++e)
+          if (lane + 32 * e < hd) d += qs[j * hd + lane + 32 * e] * kr[u][e];
+        d = warp_sum(d);
+        if (lane == 0) ps[j * chunk + i] = d * scale;
+      }
+    }
+  }
+  __syncthreads();
+  for (int j = warp; j < g; j += kWarps) {
+    float m = -INFINITY;
+    for (int64_t i = lane; i < len; i += 32)
+      if (seen[i] != 0.f) m = fmaxf(m, ps[j * chunk + i]);
+    m = warp_max(m);
+    float l = 0.f;
+    for (int64_t i = lane; i < len; i += 32) {
+      const float p = seen[i] != 0.f ? __expf(ps[j * chunk + i] - m) : 0.f;
+      ps[j * chunk + i] = p;
+      l += p;
+    }
+    l = warp_sum(l);
+    if (lane == 0) {
+      const int64_t pidx = (t * Hq + int64_t(kh) * g + j) * nsplit + split;
+      part_m[pidx] = m;
+      part_l[pidx] = l;
+    }
+  }
+  __syncthreads();
+  const int d0 = threadIdx.x, d1 = threadIdx.x + kWarps * 32;
+  float a0[MAXG], a1[MAXG];
+#pragma unroll
+  for (int j = 0; j < MAXG; ++j) a0[j] = a1[j] = 0.f;
+  // Phase 3: kKeysInFlight value rows are loaded before they are accumulated.
+  for (int64_t i0 = 0; i0 < len; i0 += kKeysInFlight) {
+    float v0[kKeysInFlight], v1[kKeysInFlight];
+#pragma unroll
+    for (int u = 0; u < kKeysInFlight; ++u) {
+      const int64_t i = i0 + u;
+      const bool use = i < len && seen[i] != 0.f;
+      const float* vrow = v + (s0 + i) * kstride + int64_t(kh) * hd;
+      v0[u] = use && d0 < hd ? vrow[d0] : 0.f;
+      v1[u] = use && d1 < hd ? vrow[d1] : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < kKeysInFlight; ++u) {
+      const int64_t i = i0 + u;
+      if (i >= len) break;
+#pragma unroll
+      for (int j = 0; j < MAXG; ++j) {
+        if (j >= g) break;
+        const float p = ps[j * chunk + i];  // 0 for keys not seen (phase 2)
+        a0[j] += p * v0[u];
+        a1[j] += p * v1[u];
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < MAXG; ++j) {
+    if (j >= g) break;
+    float* pa = part_acc + ((t * Hq + int64_t(kh) * g + j) * nsplit + split) * hd;
+    if (d0 < hd) pa[d0] = a0[j];
+    if (d1 < hd) pa[d1] = a1[j];
+  }
+}
+
+// o[row] = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M) over the splits i; 0 when no key was visible.
+// Grid (row, 64-dim slice); warp w sums splits w, w + 8, ...; lane l holds dims 2l, 2l + 1 of the slice.
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_merge_kernel(const float* part_m, const float* part_l, const float* part_acc, int nsplit, int Hq,
+                           int hd, float* o) {
+  __shared__ float red[kWarps][64];
+  __shared__ float s_M, s_invL;
+  const int64_t row = blockIdx.x;
+  const int d_base = blockIdx.y * 64;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const float* pm = part_m + row * nsplit;
+  const float* pl = part_l + row * nsplit;
+  if (warp == 0) {
+    float M = -INFINITY;
+    for (int i = lane; i < nsplit; i += 32) M = fmaxf(M, pm[i]);
+    M = warp_max(M);
+    float L = 0.f;
+    if (M != -INFINITY)
+      for (int i = lane; i < nsplit; i += 32)
+        if (pm[i] != -INFINITY) L += pl[i] * __expf(pm[i] - M);
+    L = warp_sum(L);
+    if (lane == 0) s_M = M, s_invL = L > 0.f ? 1.f / L : 0.f;
+  }
+  __syncthreads();
+  const float M = s_M;
+  const int d = d_base + 2 * lane;
+  float a0 = 0.f, a1 = 0.f;
+  if (M != -INFINITY)
+    for (int i = warp; i < nsplit; i += kWarps) {
+      const float mi = pm[i];
+      if (mi == -INFINITY) continue;
+      const float w = __expf(mi - M);
+      const float* pa = part_acc + (row * nsplit + i) * hd;
+      if (d < hd) a0 += w * pa[d];
+      if (d + 1 < hd) a1 += w * pa[d + 1];
+    }
+  red[warp][2 * lane] = a0;
+  red[warp][2 * lane + 1] = a1;
+  __syncthreads();
+  if (threadIdx.x < 64 && d_base + int(threadIdx.x) < hd) {
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += red[w][threadIdx.x];
+    const int64_t t = row / Hq;
+    const int h = int(row % Hq);
+    o[t * int64_t(Hq) * hd + int64_t(h) * hd + d_base + threadIdx.x] = M == -INFINITY ? 0.f : sum * s_invL;
   }
 }
 
@@ -197,6 +350,12 @@ __global__ void f32_to_bf16_kernel(const float* __restrict__ x, __nv_bfloat16* _
     y[i] = __float2bfloat16_rn(x[i]);
 }
 
+void attention_merge(const float* part_m, const float* part_l, const float* part_acc, int64_t rows, int nsplit,
+                     int Hq, int hd, float* o, cudaStream_t s) {
+  const dim3 grid{unsigned(rows), unsigned((hd + 63) / 64)};
+  attention_merge_kernel<<<grid, kWarps * 32, 0, s>>>(part_m, part_l, part_acc, nsplit, Hq, hd, o);
+}
+
 }  // namespace
 
 int attention_split(const float* q, const float* k, const float* v, int64_t T, int64_t S, int n_q_heads,
@@ -216,8 +375,44 @@ int attention_split(const float* q, const float* k, const float* v, int64_t T, i
     attention_split_kernel<false><<<grid, kWarps * 32, 0, s>>>(q, k, v, S, n_q_heads, n_kv_heads, head_dim, scale,
                                                                q_pos, k_pos, window, q_block, k_block, chunk, part_m,
                                                                part_l, part_acc);
-  attention_merge_kernel<<<unsigned(T * n_q_heads), 128, 0, s>>>(part_m, part_l, part_acc, nsplit, n_q_heads,
-                                                                 head_dim, o);
+  attention_merge(part_m, part_l, part_acc, T * n_q_heads, nsplit, n_q_heads, head_dim, o, s);
+  return int(cudaGetLastError());
+}
+
+bool attention_decode_supported(int n_q_heads, int n_kv_heads, int head_dim) {
+  return n_kv_heads > 0 && n_q_heads % n_kv_heads == 0 && n_q_heads / n_kv_heads <= kDecodeMaxG && head_dim > 0 &&
+         head_dim <= kMaxD;
+}
+
+int64_t attention_decode_chunk_limit(int n_q_heads, int n_kv_heads) {
+  return kDecodeMaxProbs / (n_q_heads / n_kv_heads);
+}
+
+int attention_decode(const float* q, const float* k, const float* v, int64_t T, int64_t s_cap, int n_q_heads,
+                     int n_kv_heads, int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos,
+                     const int64_t* k_desc, int window, int nsplit, float* part_m, float* part_l, float* part_acc,
+                     float* o, cudaStream_t s) {
+  if (!attention_decode_supported(n_q_heads, n_kv_heads, head_dim) || nsplit < 1 || (!k_pos && !k_desc))
+    return int(cudaErrorInvalidValue);
+  if (T <= 0) return 0;
+  const int g = n_q_heads / n_kv_heads;
+  const int64_t chunk = (s_cap + nsplit - 1) / nsplit;
+  if (chunk > attention_decode_chunk_limit(n_q_heads, n_kv_heads)) return int(cudaErrorInvalidValue);
+  const size_t smem = (size_t(g) * head_dim + size_t(g) * chunk + size_t(chunk)) * sizeof(float);
+  const dim3 grid{unsigned(n_kv_heads), unsigned(nsplit), unsigned(T)};
+  auto launch = [&](auto kernel) {
+    kernel<<<grid, kWarps * 32, smem, s>>>(q, k, v, s_cap, n_q_heads, n_kv_heads, head_dim, scale, q_pos, k_pos, k_desc,
+                                           window, chunk, part_m, part_l, part_acc);
+  };
+  // Registers sized for the shape: head_dim <= 256 needs 8 dims per lane, and the heads per KV head round
+  // up to a power of two.
+  const bool wide = head_dim > 256;
+  if (g == 1) wide ? launch(attention_decode_kernel<16, 1>) : launch(attention_decode_kernel<8, 1>);
+  else if (g == 2) wide ? launch(attention_decode_kernel<16, 2>) : launch(attention_decode_kernel<8, 2>);
+  else if (g <= 4) wide ? launch(attention_decode_kernel<16, 4>) : launch(attention_decode_kernel<8, 4>);
+  else if (g <= 8) wide ? launch(attention_decode_kernel<16, 8>) : launch(attention_decode_kernel<8, 8>);
+  else wide ? launch(attention_decode_kernel<16, 16>) : launch(attention_decode_kernel<8, 16>);
+  attention_merge(part_m, part_l, part_acc, T * n_q_heads, nsplit, n_q_heads, head_dim, o, s);
   return int(cudaGetLastError());
 }
 

@@ -5,9 +5,10 @@
 // - BF16: matmuls with M > 8 rows and prefill attention on tensor cores (bf16 inputs, fp32 accumulation);
 //   F32-stored weights get a bf16 device copy on first use.
 // Decode-shaped matmuls (M <= 8) stream the weights with 16-byte loads in both precisions.
-// Everything runs in order on the legacy default stream; the host never waits except in to_host/synchronize:
+// Everything runs in order on one stream; the host never waits except in to_host/synchronize:
 // device memory comes from a caching pool (device_pool.h) and small host arrays (positions, ids) are
-// staged through pinned memory, so the host enqueues ahead of the GPU.
+// staged through pinned memory, so the host enqueues ahead of the GPU. Decode steps are recorded as CUDA
+// graphs and replayed (step_graph.h): every op checks `skip(...)` before it launches.
 #include <cuda_runtime.h>
 #ifdef GEMMA4_HAS_CUBLAS
 #include <cublas_v2.h>
@@ -17,7 +18,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <deque>
+#include <initializer_list>
 #include <list>
 #include <type_traits>
 #include <map>
@@ -25,6 +28,7 @@
 #include "ops/cuda/device_pool.h"
 #include "ops/cuda/kernels.h"
 #include "ops/cuda/op_profiler.h"
+#include "ops/cuda/step_graph.h"
 #include "ops/ops.h"
 
 namespace gemma4::cuda {
@@ -76,12 +80,11 @@ class Stager {
     for (auto& p : pending_) cudaEventDestroy(p.ev);
     for (auto e : spare_) cudaEventDestroy(e);
     cudaFreeHost(buf_);
+    for (int i = 0; i < 2; ++i)
+      if (big_[i]) cudaFreeHost(big_[i]), cudaEventDestroy(big_ev_[i]);
   }
-  void upload(void* dst, const void* src, size_t n) {
-    if (n > kBytes / 2) {  // large: a plain synchronous copy
-      check(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "upload");
-      return;
-    }
+  void upload(void* dst, const void* src, size_t n, cudaStream_t stream) {
+    if (n > kBytes / 2) return upload_large(dst, src, n, stream);
     const size_t len = (n + 255) / 256 * 256;
     if (cursor_ + len > kBytes) cursor_ = 0;
     while (!pending_.empty() && overlaps(pending_.front(), cursor_, cursor_ + len)) {
@@ -90,11 +93,11 @@ class Stager {
       pending_.pop_front();
     }
     std::memcpy(buf_ + cursor_, src, n);
-    check(cudaMemcpyAsync(dst, buf_ + cursor_, n, cudaMemcpyHostToDevice, nullptr), "upload");
+    check(cudaMemcpyAsync(dst, buf_ + cursor_, n, cudaMemcpyHostToDevice, stream), "upload");
     cudaEvent_t ev;
     if (spare_.empty()) check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "event");
     else ev = spare_.back(), spare_.pop_back();
-    check(cudaEventRecord(ev, nullptr), "event record");
+    check(cudaEventRecord(ev, stream), "event record");
     pending_.push_back({cursor_, cursor_ + len, ev});
     cursor_ += len;
   }
@@ -105,6 +108,40 @@ class Stager {
     cudaEvent_t ev;
   };
   static bool overlaps(const Pending& p, size_t a, size_t b) { return p.a < b && a < p.b; }
+
+ public:
+  // Large host arrays (checkpoint tensors, often pages of an mmap'ed file): copied in pieces into two pinned
+  // buffers by all cores, each piece sent while the next is copied; returns when the data is on the device.
+  // (cudaMemcpy straight from pageable memory makes the driver pin the pages itself, which is slow for file
+  // mappings.)
+  void upload_large(void* dst, const void* src, size_t n, cudaStream_t stream) {
+    constexpr size_t kPiece = size_t(32) << 20;
+    for (int i = 0; i < 2; ++i)
+      if (!big_[i]) {
+        check(cudaMallocHost(&big_[i], kPiece), "pinned upload buffer");
+        check(cudaEventCreateWithFlags(&big_ev_[i], cudaEventDisableTiming), "event");
+        check(cudaEventRecord(big_ev_[i], stream), "event record");
+      }
+    for (size_t off = 0, piece = 0; off < n; off += kPiece, ++piece) {
+      const int b = int(piece % 2);
+      const size_t len = std::min(kPiece, n - off);
+      check(cudaEventSynchronize(big_ev_[b]), "upload wait");
+      const char* s = static_cast<const char*>(src) + off;
+      char* d = static_cast<char*>(big_[b]);
+#pragma omp parallel for schedule(static)
+      for (int64_t c = 0; c < int64_t((len + (1 << 20) - 1) >> 20); ++c) {
+        const size_t o = size_t(c) << 20;
+        std::memcpy(d + o, s + o, std::min<size_t>(size_t(1) << 20, len - o));
+      }
+      check(cudaMemcpyAsync(static_cast<char*>(dst) + off, big_[b], len, cudaMemcpyHostToDevice, stream), "upload");
+      check(cudaEventRecord(big_ev_[b], stream), "event record");
+    }
+    check(cudaStreamSynchronize(stream), "upload");
+  }
+
+ private:
+  void* big_[2] = {nullptr, nullptr};
+  cudaEvent_t big_ev_[2] = {nullptr, nullptr};
   char* buf_ = nullptr;
   size_t cursor_ = 0;
   std::deque<Pending> pending_;
@@ -120,21 +157,34 @@ class CudaOps final : public Ops {
   explicit CudaOps(Precision p) : precision_(p) {
     check(cudaFree(nullptr), "context creation");
     check(cudaGetDeviceProperties(&prop_, 0), "device properties");
+    check(cudaStreamCreate(&stream_), "stream");  // a blocking stream: synchronous copies still wait for it
+    steps_ = std::make_unique<StepGraphs>(stream_, pool_);
+    prof_.set_stream(stream_);
 #ifdef GEMMA4_HAS_CUBLAS
     G4_CHECK(cublasCreate(&blas_) == CUBLAS_STATUS_SUCCESS, "cuBLAS: cublasCreate failed");
     cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH);  // exact fp32 (no TF32) for the fp32 parity mode
     G4_CHECK(cublasCreate(&blas_tc_) == CUBLAS_STATUS_SUCCESS, "cuBLAS: cublasCreate failed");
     cublasSetMathMode(blas_tc_, CUBLAS_DEFAULT_MATH);  // tensor cores for the bf16 GEMMs
+    // Own stream and fixed workspaces, so cuBLAS calls can be recorded in a step graph.
+    for (auto [h, ws] : {std::pair{blas_, &blas_ws_}, std::pair{blas_tc_, &blas_tc_ws_}}) {
+      *ws = pool_->allocate(kBlasWorkspace);
+      G4_CHECK(cublasSetStream(h, stream_) == CUBLAS_STATUS_SUCCESS &&
+                   cublasSetWorkspace(h, ws->get(), kBlasWorkspace) == CUBLAS_STATUS_SUCCESS,
+               "cuBLAS: setting the stream and workspace failed");
+    }
 #endif
   }
   ~CudaOps() override {
     cudaDeviceSynchronize();
+    steps_.reset();
     uploads_.clear();
+    constants_.clear();
     shadows_.clear();
 #ifdef GEMMA4_HAS_CUBLAS
     if (blas_) cublasDestroy(blas_);
     if (blas_tc_) cublasDestroy(blas_tc_);
 #endif
+    cudaStreamDestroy(stream_);
   }
 
   Device device() const override { return Device::CUDA; }
@@ -147,20 +197,23 @@ class CudaOps final : public Ops {
     t.dtype = dt;
     t.shape = std::move(shape);
     t.device = Device::CUDA;
-    t.owner = pool_->allocate(t.nbytes());
+    t.owner = device_block(t.nbytes());
     t.data = t.owner.get();
     return t;
   }
 
   Tensor to_device(const Tensor& t) override {
     if (t.device == Device::CUDA || !t.data) return t;
+    no_host_transfer_in_step("to_device");
     Tensor d = alloc(t.dtype, t.shape);
-    if (t.nbytes()) check(cudaMemcpy(d.data, t.data, t.nbytes(), cudaMemcpyHostToDevice), "upload");
+    if (t.nbytes() >= (size_t(1) << 20)) stager_.upload_large(d.data, t.data, t.nbytes(), stream_);  // waits
+    else if (t.nbytes()) check(cudaMemcpy(d.data, t.data, t.nbytes(), cudaMemcpyHostToDevice), "upload");
     return d;
   }
 
   Tensor to_host(const Tensor& t) override {
     if (t.device == Device::CPU || !t.data) return t;
+    no_host_transfer_in_step("to_host");
     Tensor h = Tensor::empty(t.dtype, t.shape);
     if (t.nbytes()) check(cudaMemcpy(h.data, t.data, t.nbytes(), cudaMemcpyDeviceToHost), "download");
     return h;
@@ -171,16 +224,34 @@ class CudaOps final : public Ops {
     G4_CHECK(src.nbytes() == dst.nbytes(), "copy: {} bytes into {}", src.nbytes(), dst.nbytes());
     if (!src.nbytes() || src.data == dst.data) return;
     if (src.device == Device::CUDA && dst.device == Device::CUDA) {  // stays in stream order, no host wait
-      check(cudaMemcpyAsync(dst.data, src.data, src.nbytes(), cudaMemcpyDeviceToDevice, nullptr), "copy");
+      if (skip("copy", {P(src.data), P(dst.data), src.nbytes()})) return;
+      check(cudaMemcpyAsync(dst.data, src.data, src.nbytes(), cudaMemcpyDeviceToDevice, stream_), "copy");
       return;
     }
+    no_host_transfer_in_step("copy");
     cudaMemcpyKind kind = src.device == Device::CUDA
                               ? cudaMemcpyDeviceToHost
                               : (dst.device == Device::CUDA ? cudaMemcpyHostToDevice : cudaMemcpyHostToHost);
     check(cudaMemcpy(dst.data, src.data, src.nbytes(), kind), "copy");
   }
 
-  void synchronize() override { check(cudaDeviceSynchronize(), "synchronize"); }
+  void synchronize() override {
+    no_host_transfer_in_step("synchronize");
+    check(cudaDeviceSynchronize(), "synchronize");
+  }
+
+  void copy_rows(const Tensor& src, Tensor& dst, int64_t row) override { rows_at(src, dst, nullptr, nullptr, row); }
+  void store_kv(const Tensor& k, const Tensor& v, Tensor& cache_k, Tensor& cache_v, int64_t row) override {
+    rows_at(k, cache_k, &v, &cache_v, row);
+  }
+
+  void begin_step(uint64_t key) override {
+    if (!prof_.enabled()) steps_->begin(key);  // profiling times ops one by one: eager
+  }
+  void end_step() override { steps_->end(); }
+  void abort_step() override { steps_->abort(); }
+  StepStats step_stats() const override { return steps_->stats(); }
+  void set_step_recording(bool on) override { steps_->set_enabled(on); }
   MemoryStats memory_stats() const override {
     const size_t used = pool_->in_use_bytes();
     return {used, used + pool_->cached_bytes(), pool_->peak_reserved_bytes()};
@@ -189,6 +260,7 @@ class CudaOps final : public Ops {
   void release_cached_memory() override {
     synchronize();
     uploads_.clear();
+    constants_.clear();
     pool_->trim();
   }
 
@@ -213,38 +285,42 @@ class CudaOps final : public Ops {
     // BF16 precision reads F32-stored weights through a bf16 copy (half the bytes, tensor-core GEMMs).
     const Tensor& wk = precision_ == Precision::BF16 && w.dtype == DType::F32 ? bf16_shadow(w) : w;
     const int wdt = wtype(wk.dtype, "linear weight");
-    if (gemv_vec_supported(M, K, x.data, wk.data, wdt)) {  // decode shape: bandwidth-bound weight streaming
-      check_launch(gemv_vec(x.ptr<float>(), M, K, wk.data, wdt, N, y.ptr<float>(), nullptr), "linear (gemv)");
-      if (has_b) check_launch(add_bias(y.ptr<float>(), M, N, b->data, bdt, nullptr), "linear bias");
-      return;
-    }
-#ifdef GEMMA4_HAS_CUBLAS
+    const bool gemv = gemv_rows_ok(M) && gemv_vec_supported(M, K, x.data, wk.data, wdt);  // weight streaming
     const bool dims_ok = K > 0 && K < (1ll << 31) && N < (1ll << 31) && M < (1ll << 31);
-    // Row-major y[M,N] = x[M,K] w[N,K]^T is column-major y^T[N,M] = w^T . x^T.
-    const float one = 1.f, zero = 0.f;
-    if (dims_ok && precision_ == Precision::BF16 && wk.dtype == DType::BF16) {
-      auto xb = pool_->allocate(size_t(M) * K * 2);
-      check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, nullptr), "linear: x to bf16");
-      G4_CHECK(cublasGemmEx(blas_tc_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, wk.data, CUDA_R_16BF,
-                            int(K), xb.get(), CUDA_R_16BF, int(K), &zero, y.data, CUDA_R_32F, int(N),
-                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS,
-               "cuBLAS bf16 GEMM failed for linear [{}, {}] x [{}, {}]^T", M, K, N, K);
-      if (has_b) check_launch(add_bias(y.ptr<float>(), M, N, b->data, bdt, nullptr), "linear bias");
-      else check_launch(0, "linear");
-      return;
-    }
-    if (dims_ok && wk.dtype == DType::F32) {
-      G4_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, wk.ptr<float>(), int(K),
-                           x.ptr<float>(), int(K), &zero, y.ptr<float>(), int(N)) == CUBLAS_STATUS_SUCCESS,
-               "cuBLAS SGEMM failed for linear [{}, {}] x [{}, {}]^T", M, K, N, K);
-      if (has_b) check_launch(add_bias(y.ptr<float>(), M, N, b->data, bdt, nullptr), "linear bias");
-      else check_launch(0, "linear");
-      return;
-    }
+#ifdef GEMMA4_HAS_CUBLAS
+    const bool gemm_bf16 = !gemv && dims_ok && precision_ == Precision::BF16 && wk.dtype == DType::BF16;
+    const bool gemm_f32 = !gemv && !gemm_bf16 && dims_ok && wk.dtype == DType::F32;
+#else
+    const bool gemm_bf16 = false, gemm_f32 = false;
 #endif
-    check_launch(cuda::linear(x.ptr<float>(), M, K, wk.data, wdt, N, y.ptr<float>(), has_b ? b->data : nullptr, bdt,
-                              nullptr),
-                 "linear");
+    std::shared_ptr<void> xb;
+    if (gemm_bf16) xb = device_block(size_t(M) * K * 2);
+    if (skip("linear", {P(x.data), P(wk.data), P(y.data), P(has_b ? b->data : nullptr), uint64_t(M), uint64_t(N),
+                        uint64_t(K)}))
+      return;
+    if (gemv) {
+      check_launch(gemv_vec(x.ptr<float>(), M, K, wk.data, wdt, N, y.ptr<float>(), stream_), "linear (gemv)");
+    } else if (gemm_bf16 || gemm_f32) {
+#ifdef GEMMA4_HAS_CUBLAS
+      // Row-major y[M,N] = x[M,K] w[N,K]^T is column-major y^T[N,M] = w^T . x^T.
+      const float one = 1.f, zero = 0.f;
+      if (gemm_bf16) {
+        check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "linear: x to bf16");
+        G4_CHECK(cublasGemmEx(blas_tc_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, wk.data, CUDA_R_16BF,
+                              int(K), xb.get(), CUDA_R_16BF, int(K), &zero, y.data, CUDA_R_32F, int(N),
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS,
+                 "cuBLAS bf16 GEMM failed for linear [{}, {}] x [{}, {}]^T", M, K, N, K);
+      } else {
+        G4_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, wk.ptr<float>(), int(K),
+                             x.ptr<float>(), int(K), &zero, y.ptr<float>(), int(N)) == CUBLAS_STATUS_SUCCESS,
+                 "cuBLAS SGEMM failed for linear [{}, {}] x [{}, {}]^T", M, K, N, K);
+      }
+      check_launch(0, "linear");
+#endif
+    } else {
+      check_launch(cuda::linear(x.ptr<float>(), M, K, wk.data, wdt, N, y.ptr<float>(), nullptr, 0, stream_), "linear");
+    }
+    if (has_b) check_launch(add_bias(y.ptr<float>(), M, N, b->data, bdt, stream_), "linear bias");
   }
 
   void rmsnorm(const Tensor& x, const Tensor* w, float eps, Tensor& y) override {
@@ -256,8 +332,10 @@ class CudaOps final : public Ops {
     const int64_t D = has_w ? w->numel() : x.dim(-1);
     G4_CHECK(D > 0 && x.numel() % D == 0 && y.numel() == x.numel(), "rmsnorm: shapes {} / {} with width {}",
              shape_str(x.shape), shape_str(y.shape), D);
+    if (skip("rmsnorm", {P(x.data), P(has_w ? w->data : nullptr), P(y.data), uint64_t(x.numel()), uint64_t(D), F(eps)}))
+      return;
     check_launch(cuda::rmsnorm(x.ptr<float>(), has_w ? w->data : nullptr, has_w ? wtype(w->dtype, "rmsnorm") : 0,
-                               x.numel() / D, D, eps, y.ptr<float>(), nullptr),
+                               x.numel() / D, D, eps, y.ptr<float>(), stream_),
                  "rmsnorm");
   }
 
@@ -269,8 +347,10 @@ class CudaOps final : public Ops {
     const int64_t D = x.dim(-1);
     G4_CHECK(w.numel() == D && b.numel() == D && y.numel() == x.numel(), "layernorm: shapes {} {} {}",
              shape_str(x.shape), shape_str(w.shape), shape_str(b.shape));
+    if (skip("layernorm", {P(x.data), P(w.data), P(b.data), P(y.data), uint64_t(x.numel()), uint64_t(D), F(eps)}))
+      return;
     check_launch(cuda::layernorm(x.ptr<float>(), w.data, wtype(w.dtype, "layernorm"), b.data,
-                                 wtype(b.dtype, "layernorm"), x.numel() / D, D, eps, y.ptr<float>(), nullptr),
+                                 wtype(b.dtype, "layernorm"), x.numel() / D, D, eps, y.ptr<float>(), stream_),
                  "layernorm");
   }
 
@@ -284,8 +364,9 @@ class CudaOps final : public Ops {
     G4_CHECK(y.numel() == T * D, "embedding: output shape {} for {} ids of width {}", shape_str(y.shape), T, D);
     if (T == 0) return;
     Tensor dids = upload(ids.data(), T);  // the staged copy of this call's ids
+    if (skip("embedding", {P(table.data), P(y.data), uint64_t(T), uint64_t(D), F(scale)})) return;
     check_launch(cuda::embedding(table.data, wtype(table.dtype, "embedding"), D, dids.ptr<int64_t>(), T, scale,
-                                 y.ptr<float>(), nullptr),
+                                 y.ptr<float>(), stream_),
                  "embedding");
   }
 
@@ -296,8 +377,9 @@ class CudaOps final : public Ops {
     const int64_t T = x.numel() / (int64_t(n_heads) * head_dim);
     if (T == 0) return;
     Tensor dpos = upload(pos, T);
-    Tensor dfreq = upload(inv_freq.data(), head_dim / 2);
-    check_launch(cuda::rope(x.ptr<float>(), T, n_heads, head_dim, dpos.ptr<int64_t>(), dfreq.ptr<float>(), nullptr),
+    Tensor dfreq = upload_constant(inv_freq.data(), head_dim / 2);
+    if (skip("rope", {P(x.data), uint64_t(T), uint64_t(n_heads), uint64_t(head_dim), P(dfreq.data)})) return;
+    check_launch(cuda::rope(x.ptr<float>(), T, n_heads, head_dim, dpos.ptr<int64_t>(), dfreq.ptr<float>(), stream_),
                  "rope");
   }
 
@@ -317,9 +399,53 @@ class CudaOps final : public Ops {
              shape_str(q.shape), shape_str(k.shape), shape_str(v.shape), shape_str(o.shape));
     if (T == 0) return;
     if (S == 0) {
-      check(cudaMemsetAsync(o.data, 0, o.nbytes(), nullptr), "attention (no keys)");
+      if (skip("attention (no keys)", {P(o.data), o.nbytes()})) return;
+      check(cudaMemsetAsync(o.data, 0, o.nbytes(), stream_), "attention (no keys)");
       return;
     }
+    const bool step = steps_->active();
+    // Decode (few queries, no bidirectional blocks): K and V read once per KV head. Keys at rotated
+    // consecutive positions (a ring, or a contiguous cache) travel as {n, k0, r}, not as S positions; a
+    // recorded step sizes the launch for step_key_capacity(S) keys and reads n on the device.
+    if (T < kChunkedMinQueries && !mask.q_block && attention_decode_supported(n_q_heads, n_kv_heads, head_dim)) {
+      int64_t desc[3];
+      bool ring = false;
+      if (mask.k_run) {  // the caller's description; spot-checked against the positions
+        std::copy(mask.k_run, mask.k_run + 3, desc);
+        const int64_t r = desc[2];
+        ring = desc[0] == S && r >= 0 && r < S && mask.k_pos[r] == desc[1] &&
+               mask.k_pos[(r + S - 1) % S] == desc[1] + S - 1;
+        G4_CHECK(ring, "attention: k_run {{{}, {}, {}}} does not describe the {} key positions", desc[0], desc[1],
+                 desc[2], S);
+      } else {
+        ring = rotated_run(mask.k_pos, S, desc);
+      }
+      G4_CHECK(ring || !step, "attention: a recorded decode step needs keys at consecutive positions (a ring)");
+      const int64_t cap = step ? step_key_capacity(S) : S;
+      Tensor qp = upload(mask.q_pos, T);
+      Tensor kd = ring ? upload(desc, 3) : upload(mask.k_pos, S);
+      // About four blocks per SM and at least 32 keys per block, within the kernel's shared memory.
+      const int64_t blocks_per_split = int64_t(n_kv_heads) * T;
+      const int64_t want = std::max<int64_t>(1, (4 * prop_.multiProcessorCount + blocks_per_split - 1) / blocks_per_split);
+      const int64_t chunk = std::clamp<int64_t>((cap + want - 1) / want, 32,
+                                                attention_decode_chunk_limit(n_q_heads, n_kv_heads));
+      const int64_t nsplit = (cap + chunk - 1) / chunk, rows = T * n_q_heads;
+      auto part = device_block(size_t(rows) * nsplit * (2 + head_dim) * sizeof(float));
+      if (skip("attention (decode)", {P(q.data), P(k.data), P(v.data), P(o.data), uint64_t(T), uint64_t(cap),
+                                      uint64_t(n_q_heads), uint64_t(n_kv_heads), uint64_t(head_dim), F(scale),
+                                      uint64_t(mask.window), uint64_t(ring)}))
+        return;
+      float* pm = static_cast<float*>(part.get());
+      float* pl = pm + rows * nsplit;
+      float* pa = pl + rows * nsplit;
+      check_launch(attention_decode(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), T, cap, n_q_heads, n_kv_heads,
+                                    head_dim, scale, qp.ptr<int64_t>(), ring ? nullptr : kd.ptr<int64_t>(),
+                                    ring ? kd.ptr<int64_t>() : nullptr, mask.window, int(nsplit), pm, pl, pa,
+                                    o.ptr<float>(), stream_),
+                   "attention (decode)");
+      return;
+    }
+    G4_CHECK(!step, "attention: only decode attention (few queries, no bidirectional blocks) can be recorded");
     Tensor qp = upload(mask.q_pos, T), kp = upload(mask.k_pos, S);
     Tensor qb, kb;
     if (mask.q_block) {
@@ -328,8 +454,8 @@ class CudaOps final : public Ops {
     }
 #ifdef GEMMA4_HAS_CUBLAS
     // cuBLAS GEMMs + masked softmax (attention_chunked.cpp): prefill over query chunks (tensor cores in bf16
-    // precision) when the keys are at consecutive positions; decode over many keys in any order (fp32 GEMMs,
-    // memory-bound: K and V are read once for all query heads of a KV head).
+    // precision) when the keys are at consecutive positions; decode over many keys in any order when the
+    // decode kernel does not apply (more than 16 query heads per KV head).
     const bool consecutive = keys_consecutive(mask.k_pos, S);
     const bool prefill = T >= kChunkedMinQueries && consecutive;
     const bool long_decode = T < kChunkedMinQueries && S >= kGemmDecodeMinKeys;
@@ -337,17 +463,18 @@ class CudaOps final : public Ops {
       ChunkedAttention c{q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), o.ptr<float>(), T, S, n_q_heads, n_kv_heads,
                          head_dim, scale, mask.window, mask.q_pos, mask.k_pos, qp.ptr<int64_t>(), kp.ptr<int64_t>(),
                          precision_ == Precision::BF16 && prefill, consecutive, blas_tc_, blas_};
-      attention_chunked(c, [this](size_t n) { return pool_->allocate(n); });
+      c.stream = stream_;
+      attention_chunked(c, [this](size_t n) { return device_block(n); });
       check_launch(0, "attention (cuBLAS)");
       return;
     }
 #endif
-    // Few queries (decode): split the keys over enough blocks to fill the GPU, then merge.
+    // Few queries with bidirectional blocks: split the keys over enough blocks to fill the GPU, then merge.
     const int64_t rows = T * n_q_heads;
     // About 8 blocks per SM, at least 16 keys (two per warp) per block.
     int64_t nsplit = (8 * int64_t(prop_.multiProcessorCount) + rows - 1) / rows;
     nsplit = std::max<int64_t>(1, std::min<int64_t>({nsplit, (S + 15) / 16, 128}));
-    auto part = pool_->allocate(size_t(rows) * nsplit * (2 + head_dim) * sizeof(float));
+    auto part = device_block(size_t(rows) * nsplit * (2 + head_dim) * sizeof(float));
     float* pm = static_cast<float*>(part.get());
     float* pl = pm + rows * nsplit;
     float* pa = pl + rows * nsplit;
@@ -355,7 +482,7 @@ class CudaOps final : public Ops {
                                        head_dim, scale, qp.ptr<int64_t>(), kp.ptr<int64_t>(), mask.window,
                                        mask.q_block ? qb.ptr<int32_t>() : nullptr,
                                        mask.q_block ? kb.ptr<int32_t>() : nullptr, int(nsplit), pm, pl, pa,
-                                       o.ptr<float>(), nullptr),
+                                       o.ptr<float>(), stream_),
                  "attention");
   }
 
@@ -365,7 +492,8 @@ class CudaOps final : public Ops {
     f32_on_device(up, "gelu_tanh_mul");
     f32_on_device(out, "gelu_tanh_mul");
     G4_CHECK(up.numel() == gate.numel() && out.numel() == gate.numel(), "gelu_tanh_mul: sizes differ");
-    check_launch(cuda::gelu_tanh_mul(gate.ptr<float>(), up.ptr<float>(), out.ptr<float>(), gate.numel(), nullptr),
+    if (skip("gelu_tanh_mul", {P(gate.data), P(up.data), P(out.data), uint64_t(gate.numel())})) return;
+    check_launch(cuda::gelu_tanh_mul(gate.ptr<float>(), up.ptr<float>(), out.ptr<float>(), gate.numel(), stream_),
                  "gelu_tanh_mul");
   }
 
@@ -373,7 +501,8 @@ class CudaOps final : public Ops {
     f32_on_device(x, "gelu_tanh");
     f32_on_device(out, "gelu_tanh");
     G4_CHECK(out.numel() == x.numel(), "gelu_tanh: sizes differ");
-    check_launch(cuda::gelu_tanh(x.ptr<float>(), out.ptr<float>(), x.numel(), nullptr), "gelu_tanh");
+    if (skip("gelu_tanh", {P(x.data), P(out.data), uint64_t(x.numel())})) return;
+    check_launch(cuda::gelu_tanh(x.ptr<float>(), out.ptr<float>(), x.numel(), stream_), "gelu_tanh");
   }
 
   void add(const Tensor& a, const Tensor& b, Tensor& out) override {
@@ -383,7 +512,8 @@ class CudaOps final : public Ops {
     f32_on_device(out, "add");
     const int64_t n = a.numel();
     G4_CHECK(b.numel() == n && out.numel() == n, "add: sizes {} {} {}", n, b.numel(), out.numel());
-    check_launch(cuda::add(a.ptr<float>(), b.ptr<float>(), out.ptr<float>(), n, nullptr), "add");
+    if (skip("add", {P(a.data), P(b.data), P(out.data), uint64_t(n)})) return;
+    check_launch(cuda::add(a.ptr<float>(), b.ptr<float>(), out.ptr<float>(), n, stream_), "add");
   }
 
   void scale(Tensor& x, const Tensor& s) override {
@@ -391,18 +521,21 @@ class CudaOps final : public Ops {
     f32_on_device(x, "scale");
     G4_CHECK(s.numel() >= 1, "scale: empty scale tensor");
     if (s.device == Device::CPU) return scale(x, s.f32_vector()[0]);
-    check_launch(cuda::scale(x.ptr<float>(), x.numel(), 0.f, s.data, wtype(s.dtype, "scale"), nullptr), "scale");
+    if (skip("scale", {P(x.data), P(s.data), uint64_t(x.numel())})) return;
+    check_launch(cuda::scale(x.ptr<float>(), x.numel(), 0.f, s.data, wtype(s.dtype, "scale"), stream_), "scale");
   }
 
   void scale(Tensor& x, float s) override {
     f32_on_device(x, "scale");
-    check_launch(cuda::scale(x.ptr<float>(), x.numel(), s, nullptr, 0, nullptr), "scale");
+    if (skip("scale", {P(x.data), uint64_t(x.numel()), F(s)})) return;
+    check_launch(cuda::scale(x.ptr<float>(), x.numel(), s, nullptr, 0, stream_), "scale");
   }
 
   void softcap(Tensor& x, float cap) override {
     auto prof = prof_.scope([&] { return std::string("softcap"); });
     f32_on_device(x, "softcap");
-    check_launch(cuda::softcap(x.ptr<float>(), x.numel(), cap, nullptr), "softcap");
+    if (skip("softcap", {P(x.data), uint64_t(x.numel()), F(cap)})) return;
+    check_launch(cuda::softcap(x.ptr<float>(), x.numel(), cap, stream_), "softcap");
   }
 
   // ---- fused forms (ops.h)
@@ -425,9 +558,12 @@ class CudaOps final : public Ops {
     const int64_t T = x.numel() / (int64_t(n_heads) * head_dim);
     if (T == 0) return;
     Tensor dpos = upload(pos, T);
-    Tensor dfreq = upload(inv_freq.data(), head_dim / 2);
+    Tensor dfreq = upload_constant(inv_freq.data(), head_dim / 2);
+    if (skip("rmsnorm_rope", {P(x.data), P(w.data), uint64_t(T), uint64_t(n_heads), uint64_t(head_dim), F(eps),
+                              P(dfreq.data)}))
+      return;
     check_launch(cuda::rmsnorm_rope(x.ptr<float>(), w.data, wtype(w.dtype, "rmsnorm_rope"), T, n_heads, head_dim, eps,
-                                    dpos.ptr<int64_t>(), dfreq.ptr<float>(), nullptr),
+                                    dpos.ptr<int64_t>(), dfreq.ptr<float>(), stream_),
                  "rmsnorm_rope");
   }
 
@@ -436,14 +572,97 @@ class CudaOps final : public Ops {
     const Tensor& g16 = precision_ == Precision::BF16 && wg.dtype == DType::F32 ? bf16_shadow(wg) : wg;
     const Tensor& u16 = precision_ == Precision::BF16 && wu.dtype == DType::F32 ? bf16_shadow(wu) : wu;
     const bool fused = g16.dtype == u16.dtype && g16.dtype != DType::F32 && wu.shape == wg.shape &&
-                       x.device == Device::CUDA && out.numel() == M * N &&
+                       x.device == Device::CUDA && out.numel() == M * N && gemv_rows_ok(M) &&
                        gemv_gelu_supported(M, K, x.data, g16.data, u16.data, wtype(g16.dtype, "gate"));
     if (!fused) return Ops::linear_gelu_mul(x, wg, wu, out, scratch);
     auto prof = prof_.scope([&] { return fmt::format("linear_gelu_mul M<=8 N={} K={}", N, K); });
     f32_on_device(out, "linear_gelu_mul output");
+    if (skip("linear_gelu_mul", {P(x.data), P(g16.data), P(u16.data), P(out.data), uint64_t(M), uint64_t(N),
+                                 uint64_t(K)}))
+      return;
     check_launch(gemv_gelu_mul(x.ptr<float>(), M, K, g16.data, u16.data, wtype(g16.dtype, "gate"), N, out.ptr<float>(),
-                               nullptr),
+                               stream_),
                  "linear_gelu_mul");
+  }
+
+  void linear_qkv(const Tensor& x, const Tensor& wq, const Tensor& wk, const Tensor* wv, Tensor& q, Tensor& k,
+                  Tensor* v) override {
+    const int64_t K = x.dim(-1), M = x.numel() / std::max<int64_t>(1, K);
+    const Tensor& q16 = precision_ == Precision::BF16 && wq.dtype == DType::F32 ? bf16_shadow(wq) : wq;
+    const Tensor& k16 = precision_ == Precision::BF16 && wk.dtype == DType::F32 ? bf16_shadow(wk) : wk;
+    const Tensor* v16 = wv && precision_ == Precision::BF16 && wv->dtype == DType::F32 ? &bf16_shadow(*wv) : wv;
+    bool fused = x.device == Device::CUDA && q16.dtype != DType::F32 && k16.dtype == q16.dtype &&
+                 (!v16 || v16->dtype == q16.dtype) && q16.ndim() == 2 && k16.ndim() == 2 && q16.dim(1) == K &&
+                 k16.dim(1) == K && (!v16 || (v16->ndim() == 2 && v16->dim(1) == K)) &&
+                 q.numel() == M * q16.dim(0) && k.numel() == M * k16.dim(0) && (!v16 || v->numel() == M * v16->dim(0));
+    fused = fused && gemv_rows_ok(M);
+    const int wdt = fused ? wtype(q16.dtype, "linear_qkv") : 0;
+    for (const Tensor* w : {&q16, &k16, v16})
+      fused = fused && (!w || gemv_vec_supported(M, K, x.data, w->data, wdt));
+    if (!fused) return Ops::linear_qkv(x, wq, wk, wv, q, k, v);
+    auto prof = prof_.scope([&] { return fmt::format("linear_qkv M<=8 K={}", K); });
+    f32_on_device(x, "linear_qkv");
+    f32_on_device(q, "linear_qkv q");
+    f32_on_device(k, "linear_qkv k");
+    if (v) f32_on_device(*v, "linear_qkv v");
+    if (skip("linear_qkv", {P(x.data), P(q16.data), P(k16.data), P(v16 ? v16->data : nullptr), P(q.data), P(k.data),
+                            P(v ? v->data : nullptr), uint64_t(M), uint64_t(K)}))
+      return;
+    const GemvPart parts[3] = {{q16.data, q16.dim(0), q.ptr<float>()},
+                               {k16.data, k16.dim(0), k.ptr<float>()},
+                               {v16 ? v16->data : nullptr, v16 ? v16->dim(0) : 0, v ? v->ptr<float>() : nullptr}};
+    check_launch(gemv_vec_multi(x.ptr<float>(), M, K, parts, v16 ? 3 : 2, wdt, stream_), "linear_qkv");
+  }
+
+  void qkv_norm_rope(Tensor& q, Tensor& k, Tensor& v, bool v_from_k, const Tensor& wq, const Tensor& wk, float eps,
+                     int n_q_heads, int n_kv_heads, int head_dim, const int64_t* pos,
+                     const std::vector<float>& inv_freq) override {
+    auto prof = prof_.scope([&] { return std::string("qkv_norm_rope"); });
+    f32_on_device(q, "qkv_norm_rope q");
+    f32_on_device(k, "qkv_norm_rope k");
+    f32_on_device(v, "qkv_norm_rope v");
+    on_device(wq, "qkv_norm_rope q weight");
+    on_device(wk, "qkv_norm_rope k weight");
+    const int64_t T = q.numel() / (int64_t(n_q_heads) * head_dim);
+    G4_CHECK(head_dim <= 512 && wq.numel() == head_dim && wk.numel() == head_dim && wq.dtype == wk.dtype &&
+                 k.numel() == T * n_kv_heads * head_dim && v.numel() == k.numel() &&
+                 int(inv_freq.size()) >= head_dim / 2,
+             "qkv_norm_rope: q {} k {} v {} weights {} {} for {}/{} heads of {}", shape_str(q.shape),
+             shape_str(k.shape), shape_str(v.shape), shape_str(wq.shape), shape_str(wk.shape), n_q_heads, n_kv_heads,
+             head_dim);
+    if (T == 0) return;
+    Tensor dpos = upload(pos, T);
+    Tensor dfreq = upload_constant(inv_freq.data(), head_dim / 2);
+    if (skip("qkv_norm_rope", {P(q.data), P(k.data), P(v.data), P(wq.data), P(wk.data), uint64_t(v_from_k),
+                               uint64_t(T), uint64_t(n_q_heads), uint64_t(n_kv_heads), uint64_t(head_dim), F(eps),
+                               P(dfreq.data)}))
+      return;
+    check_launch(cuda::qkv_norm_rope(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), v_from_k, wq.data, wk.data,
+                                     wtype(wq.dtype, "qkv_norm_rope"), T, n_q_heads, n_kv_heads, head_dim, eps,
+                                     dpos.ptr<int64_t>(), dfreq.ptr<float>(), stream_),
+                 "qkv_norm_rope");
+  }
+
+  bool choose_tokens(Tensor& logits, const std::vector<TokenChoice>& rows, const std::vector<int64_t>& suppress,
+                     std::vector<int64_t>& ids) override {
+    auto prof = prof_.scope([&] { return std::string("choose_tokens"); });
+    if (logits.device != Device::CUDA) return false;
+    f32_on_device(logits, "choose_tokens");
+    no_host_transfer_in_step("choose_tokens");
+    const int64_t B = int64_t(rows.size()), V = logits.dim(-1);
+    G4_CHECK(logits.numel() == B * V, "choose_tokens: logits {} for {} rows", shape_str(logits.shape), B);
+    std::vector<double> params;
+    for (const TokenChoice& r : rows) params.insert(params.end(), {r.temperature, double(r.top_k), r.top_p, r.uniform});
+    Tensor dp = upload(params.data(), int64_t(params.size()));
+    Tensor ds = upload(suppress.data(), int64_t(suppress.size()));
+    auto out = device_block(size_t(B) * sizeof(int64_t));
+    check_launch(cuda::choose_tokens(logits.ptr<float>(), B, V, dp.ptr<double>(), ds.ptr<int64_t>(),
+                                     int(suppress.size()), static_cast<int64_t*>(out.get()), stream_),
+                 "choose_tokens");
+    ids.resize(B);
+    check(cudaMemcpy(ids.data(), out.get(), size_t(B) * sizeof(int64_t), cudaMemcpyDeviceToHost), "choose_tokens");
+    for (int64_t id : ids) G4_CHECK(id >= 0, "every token is suppressed");
+    return true;
   }
 
   // ---- backward: not yet on the GPU
@@ -489,22 +708,117 @@ class CudaOps final : public Ops {
       G4_CHECK(w2->numel() == D && out->numel() == x.numel(), "add_rmsnorm_norm: next weight {} / output {}",
                shape_str(w2->shape), shape_str(out->shape));
     }
+    if (skip("add_rmsnorm", {P(x.data), P(f.data), P(w.data), P(s ? s->data : nullptr), P(w2 ? w2->data : nullptr),
+                             P(out ? out->data : nullptr), uint64_t(x.numel()), uint64_t(D), F(eps)}))
+      return;
     check_launch(cuda::add_rmsnorm(x.ptr<float>(), f.ptr<float>(), w.data, wtype(w.dtype, "add_rmsnorm"), x.numel() / D,
                                    D, eps, s ? s->data : nullptr, s ? wtype(s->dtype, "scale") : 0,
                                    w2 ? w2->data : nullptr, w2 ? wtype(w2->dtype, "rmsnorm") : 0,
-                                   out ? out->ptr<float>() : nullptr, nullptr),
+                                   out ? out->ptr<float>() : nullptr, stream_),
                  "add_rmsnorm");
   }
 
+  // dst rows [row, row + n) = src (and dst2 = src2 when given) with the row read on the device, so a recorded
+  // step replays with a new row.
+  void rows_at(const Tensor& src, Tensor& dst, const Tensor* src2, Tensor* dst2, int64_t row) {
+    auto prof = prof_.scope([&] { return std::string(src2 ? "store_kv" : "copy_rows"); });
+    const bool dev = src.device == Device::CUDA && dst.device == Device::CUDA &&
+                     (!src2 || (src2->device == Device::CUDA && dst2->device == Device::CUDA));
+    if (!dev) {
+      if (src2) return Ops::store_kv(src, *src2, dst, *dst2, row);
+      return Ops::copy_rows(src, dst, row);
+    }
+    auto fits = [&](const Tensor& s, const Tensor& d) {
+      return s.ndim() == 2 && d.ndim() == 2 && s.dim(1) == d.dim(1) && s.dtype == d.dtype && row >= 0 &&
+             row + s.dim(0) <= d.dim(0);
+    };
+    G4_CHECK(fits(src, dst) && (!src2 || (fits(*src2, *dst2) && src2->shape == src.shape && dst2->shape == dst.shape)),
+             "copy_rows: {} into {} at row {}", shape_str(src.shape), shape_str(dst.shape), row);
+    const int64_t row_bytes = dst.nbytes() / std::max<int64_t>(1, dst.dim(0));
+    Tensor drow = upload(&row, 1);
+    if (skip("rows_at", {P(src.data), P(dst.data), P(src2 ? src2->data : nullptr), P(dst2 ? dst2->data : nullptr),
+                         uint64_t(src.dim(0)), uint64_t(row_bytes)}))
+      return;
+    check_launch(copy_rows_at(src.data, dst.data, src2 ? src2->data : nullptr, dst2 ? dst2->data : nullptr,
+                              drow.ptr<int64_t>(), src.dim(0), row_bytes, stream_),
+                 "copy_rows");
+  }
+
+  // The GEMV kernels stream each weight once for up to 8 rows, but their cost grows with the rows (H200,
+  // N=15360 K=3840: 35 us at M=1, 144 us at M=8, where a cuBLAS bf16 GEMM takes 36 us at M=16): with tensor
+  // cores at hand (BF16 precision) they take only M = 1.
+  bool gemv_rows_ok(int64_t M) const { return precision_ != Precision::BF16 || M == 1; }
+
+  static uint64_t P(const void* p) { return uint64_t(reinterpret_cast<uintptr_t>(p)); }
+  static uint64_t F(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+  }
+  // Inside a recorded step: records the op (capture) or checks it against the recording and skips its
+  // launches (replay). Every allocation and upload of an op happens before this call.
+  bool skip(const char* what, std::initializer_list<uint64_t> sig) {
+    return steps_->active() && steps_->skip(what, sig);
+  }
+  void no_host_transfer_in_step(const char* what) {
+    G4_CHECK(!steps_->active(), "CUDA backend: {} inside a recorded decode step", what);
+  }
+  // Device memory: from the pool, or inside a recorded step from the recording (same addresses on replay).
+  std::shared_ptr<void> device_block(size_t bytes) {
+    return steps_->active() ? steps_->block(bytes) : pool_->allocate(bytes);
+  }
+
+  // True when k_pos is a rotation of a consecutive run (a ring buffer; r = 0: consecutive):
+  // k_pos[j] = k0 + (j - r + S) % S. desc = {S, k0, r}.
+  static bool rotated_run(const int64_t* k_pos, int64_t S, int64_t* desc) {
+    int64_t r = 0;
+    for (int64_t j = 1; j < S; ++j)
+      if (k_pos[j] < k_pos[r]) r = j;
+    const int64_t k0 = k_pos[r];
+    for (int64_t j = r; j < S; ++j)
+      if (k_pos[j] != k0 + (j - r)) return false;
+    for (int64_t j = 0; j < r; ++j)
+      if (k_pos[j] != k0 + (S - r) + j) return false;
+    desc[0] = S, desc[1] = k0, desc[2] = r;
+    return true;
+  }
+
+  template <typename T>
+  static DType dtype_of() {
+    static_assert(sizeof(T) == 8 || sizeof(T) == 4);
+    return sizeof(T) == 8 ? (std::is_floating_point_v<T> ? DType::F64 : DType::I64)
+                          : (std::is_floating_point_v<T> ? DType::F32 : DType::I32);
+  }
+
+  // A device copy of a constant host array (RoPE frequencies): uploaded once, kept.
+  template <typename T>
+  Tensor upload_constant(const T* p, int64_t n) {
+    const size_t bytes = size_t(n) * sizeof(T);
+    std::string key(reinterpret_cast<const char*>(p), bytes);
+    auto it = constants_.find(key);
+    if (it != constants_.end() && it->second.dtype == dtype_of<T>()) return it->second;
+    if (steps_->active()) return upload(p, n);  // first seen inside a recording: an upload of the step
+    Tensor t = alloc(dtype_of<T>(), {n});
+    if (n) stager_.upload(t.data, p, bytes, stream_);
+    return constants_[key] = t;
+  }
+
   // A device copy of a small host array. Recent uploads are kept and matched by content: every layer of a
-  // forward asks for the same positions, and they cross the bus once.
+  // forward asks for the same positions, and they cross the bus once. Inside a recorded step the array goes
+  // to the step's upload area (replays rewrite it).
   template <typename T>
   Tensor upload(const T* p, int64_t n) {
-    static_assert(sizeof(T) == 8 || sizeof(T) == 4);
     G4_CHECK(p != nullptr || n == 0, "CUDA backend: missing host array");
-    const DType dt = sizeof(T) == 8 ? (std::is_floating_point_v<T> ? DType::F64 : DType::I64)
-                                    : (std::is_floating_point_v<T> ? DType::F32 : DType::I32);
+    const DType dt = dtype_of<T>();
     const size_t bytes = size_t(n) * sizeof(T);
+    if (steps_->active()) {
+      Tensor t;
+      t.dtype = dt;
+      t.shape = {n};
+      t.device = Device::CUDA;
+      t.data = steps_->upload(p, bytes);
+      return t;
+    }
     for (auto it = uploads_.begin(); it != uploads_.end(); ++it) {
       if (it->dev.dtype == dt && it->bytes.size() == bytes && std::memcmp(it->bytes.data(), p, bytes) == 0) {
         Tensor t = it->dev;
@@ -513,7 +827,7 @@ class CudaOps final : public Ops {
       }
     }
     Tensor t = alloc(dt, {n});
-    if (n) stager_.upload(t.data, p, bytes);
+    if (n) stager_.upload(t.data, p, bytes, stream_);
     uploads_.push_front({std::vector<char>(reinterpret_cast<const char*>(p), reinterpret_cast<const char*>(p) + bytes),
                          t});
     if (uploads_.size() > 16) uploads_.pop_back();
@@ -532,8 +846,9 @@ class CudaOps final : public Ops {
     }
     for (auto s = shadows_.begin(); s != shadows_.end();)  // drop copies of weights that are gone
       s = s->second.owner.expired() ? shadows_.erase(s) : std::next(s);
+    G4_CHECK(!steps_->active(), "bf16 weight copy made inside a recorded step");
     Tensor b = alloc(DType::BF16, w.shape);
-    check_launch(f32_to_bf16(w.ptr<float>(), b.data, w.numel(), nullptr), "weight to bf16");
+    check_launch(f32_to_bf16(w.ptr<float>(), b.data, w.numel(), stream_), "weight to bf16");
     return shadows_[w.data] = Shadow{b, w.owner}, shadows_[w.data].t;
   }
 
@@ -548,12 +863,17 @@ class CudaOps final : public Ops {
   OpProfiler prof_;
   Precision precision_;
   cudaDeviceProp prop_{};
+  cudaStream_t stream_ = nullptr;
   std::shared_ptr<DevicePool> pool_ = std::make_shared<DevicePool>();
+  std::unique_ptr<StepGraphs> steps_;
   Stager stager_;
   std::list<Upload> uploads_;
+  std::map<std::string, Tensor> constants_;
   std::map<const void*, Shadow> shadows_;
 #ifdef GEMMA4_HAS_CUBLAS
+  static constexpr size_t kBlasWorkspace = size_t(32) << 20;
   cublasHandle_t blas_ = nullptr, blas_tc_ = nullptr;
+  std::shared_ptr<void> blas_ws_, blas_tc_ws_;
 #endif
 };
 

@@ -2,6 +2,7 @@
 // composition of the plain kernels (fp32, weights widened from their stored dtype).
 // - add_rmsnorm:     x = (x + f * rsqrt(mean(f^2) + eps) * w) * s, one block per row; f gets the norm.
 // - rmsnorm_rope:    per (token, head): rmsnorm over head_dim with w, then the half-split rotation.
+// - qkv_norm_rope:   the same for a layer's q and k heads plus the weightless v norm, in one launch.
 // - gemv_gelu_mul:   decode-shaped gate/up projections: one warp reads the gate row and the up row of
 //                    column n and writes gelu_tanh(g) * u (16-byte weight loads, M <= 8).
 #include <cuda_fp16.h>
@@ -67,6 +68,49 @@ __global__ void rmsnorm_rope_kernel(float* x, const void* w, int wdt, int n_head
     r[j + half] = b * c + a * sn;
   }
   if ((hd & 1) && threadIdx.x == 0) r[hd - 1] = v[hd - 1] * inv * ldw(w, wdt, hd - 1);
+}
+
+// The attention inputs of one layer (ops.h qkv_norm_rope): block b = (row t, head slot h) over the q heads,
+// the k heads and (unless v_from_k) the v heads. A k block of a K = V layer also writes v = the weightless
+// norm of k's raw projection, which it holds before normalising k in place.
+__global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk,
+                                     int wdt, int nq, int nkv, int hd, float eps, const int64_t* pos,
+                                     const float* inv_freq) {
+  __shared__ float raw[kMaxHead];
+  const int per_row = nq + nkv + (v_from_k ? 0 : nkv);
+  const int64_t t = blockIdx.x / per_row;
+  const int h = int(blockIdx.x % per_row);
+  float* r;
+  const void* w = nullptr;
+  if (h < nq) r = q + (t * nq + h) * hd, w = wq;
+  else if (h < nq + nkv) r = k + (t * nkv + h - nq) * hd, w = wk;
+  else r = v + (t * nkv + h - nq - nkv) * hd;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    const float a = r[i];
+    raw[i] = a;
+    ss += a * a;
+  }
+  ss = block_sum(ss);  // also orders the writes of raw[] before the reads below
+  const float inv = 1.0f / sqrtf(ss / float(hd) + eps);
+  if (!w) {  // a v head: weightless norm, no rotation
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) r[i] = raw[i] * inv;
+    return;
+  }
+  if (v_from_k && h >= nq) {
+    float* vr = v + (t * nkv + h - nq) * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) vr[i] = raw[i] * inv;
+  }
+  const int half = hd / 2;
+  const float p = float(pos[t]);
+  for (int j = threadIdx.x; j < half; j += blockDim.x) {
+    const float a = raw[j] * inv * ldw(w, wdt, j), b = raw[j + half] * inv * ldw(w, wdt, j + half);
+    const float ang = p * inv_freq[j];
+    const float c = cosf(ang), sn = sinf(ang);
+    r[j] = a * c - b * sn;
+    r[j + half] = b * c + a * sn;
+  }
+  if ((hd & 1) && threadIdx.x == 0) r[hd - 1] = raw[hd - 1] * inv * ldw(w, wdt, hd - 1);
 }
 
 constexpr int kWarps = 8;
@@ -142,6 +186,16 @@ int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int h
   if (head_dim > kMaxHead || head_dim <= 0) return int(cudaErrorInvalidValue);
   if (T > 0)
     rmsnorm_rope_kernel<<<unsigned(T * n_heads), 128, 0, s>>>(x, w, wdt, n_heads, head_dim, eps, pos, inv_freq);
+  return int(cudaGetLastError());
+}
+
+int qkv_norm_rope(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk, int wdt, int64_t T,
+                  int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq, cudaStream_t s) {
+  if (head_dim > kMaxHead || head_dim <= 0) return int(cudaErrorInvalidValue);
+  const int64_t blocks = T * (nq + nkv + (v_from_k ? 0 : nkv));
+  if (blocks > 0)
+    qkv_norm_rope_kernel<<<unsigned(blocks), 128, 0, s>>>(q, k, v, v_from_k, wq, wk, wdt, nq, nkv, head_dim, eps, pos,
+                                                         inv_freq);
   return int(cudaGetLastError());
 }
 

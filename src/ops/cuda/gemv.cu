@@ -21,18 +21,32 @@ constexpr int kUnroll = 4;
 // KS warps share one output column (each takes every KS-th 512-byte chunk of the row; partial sums meet in
 // shared memory): with few columns (N = 2048 on a 132-SM GPU) one warp per column leaves too few loads in
 // flight to reach the memory bandwidth.
+// Up to three weight matrices of the same input side by side (the q/k/v projections in one launch): column n
+// of the launch is column n - end[i-1] of segment i.
+struct Segments {
+  const uint4* w[3];
+  float* y[3];
+  int64_t end[3];  // cumulative column counts
+};
+
 template <int WDT, int M, int KS>
-__global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __restrict__ x, const uint4* __restrict__ w,
-                                                             float* __restrict__ y, int64_t N, int64_t K) {
+__global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __restrict__ x, Segments seg,
+                                                             int64_t N_total, int64_t K) {
   __shared__ float part[kWarps][M];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t n = int64_t(blockIdx.x) * (kWarps / KS) + warp / KS;
+  const int64_t n_all = int64_t(blockIdx.x) * (kWarps / KS) + warp / KS;
+  // Constant indices only: a run-time index into the parameter struct would move it to local memory.
+  const bool s0 = n_all < seg.end[0], s1 = !s0 && n_all < seg.end[1];
+  const int64_t base = s0 ? 0 : s1 ? seg.end[0] : seg.end[1];
+  const int64_t n = n_all - base, N = (s0 ? seg.end[0] : s1 ? seg.end[1] : seg.end[2]) - base;
+  const uint4* __restrict__ w = s0 ? seg.w[0] : s1 ? seg.w[1] : seg.w[2];
+  float* __restrict__ y = s0 ? seg.y[0] : s1 ? seg.y[1] : seg.y[2];
   const int kpart = warp % KS;
   const int64_t K8 = K / 8;  // 16-byte chunks per row
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.f;
-  if (n < N) {
+  if (n_all < N_total) {
     const uint4* wr = w + n * K8;
     const int64_t step = 32 * KS;
     int64_t c = lane + 32 * kpart;
@@ -60,7 +74,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __rest
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = warp_sum(acc[m]);
   if constexpr (KS == 1) {
-    if (lane == 0 && n < N)
+    if (lane == 0 && n_all < N_total)
 #pragma unroll
       for (int m = 0; m < M; ++m) y[m * N + n] = acc[m];
   } else {
@@ -68,7 +82,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __rest
 #pragma unroll
       for (int m = 0; m < M; ++m) part[warp][m] = acc[m];
     __syncthreads();
-    if (kpart == 0 && lane == 0 && n < N) {
+    if (kpart == 0 && lane == 0 && n_all < N_total) {
 #pragma unroll
       for (int m = 0; m < M; ++m) {
         float t = 0.f;
@@ -108,18 +122,32 @@ __global__ void __launch_bounds__(kWarps * 32) gemv32_kernel(const float* __rest
 }
 
 template <int WDT, int M>
-void launch16(const float* x, const void* w, int64_t N, int64_t K, float* y, cudaStream_t s) {
-  const auto* wp = static_cast<const uint4*>(w);
-  // Fewer than ~4 columns per SM's worth of warps: 4 warps per column.
-  if (N < 8192) gemv16_kernel<WDT, M, 4><<<unsigned((N + 1) / 2), kWarps * 32, 0, s>>>(x, wp, y, N, K);
-  else gemv16_kernel<WDT, M, 1><<<unsigned((N + kWarps - 1) / kWarps), kWarps * 32, 0, s>>>(x, wp, y, N, K);
+void launch16(const float* x, const Segments& seg, int64_t N, int64_t K, cudaStream_t s) {
+  // Fewer than ~16K columns (a 132-SM GPU holds ~8K warps): 4 warps per column, so that enough loads are in
+  // flight; the LM head (262K columns) runs one warp per column.
+  if (N < 16384) gemv16_kernel<WDT, M, 4><<<unsigned((N + 1) / 2), kWarps * 32, 0, s>>>(x, seg, N, K);
+  else gemv16_kernel<WDT, M, 1><<<unsigned((N + kWarps - 1) / kWarps), kWarps * 32, 0, s>>>(x, seg, N, K);
 }
 
 template <int M>
-void launch_m(const float* x, const void* w, int wdt, int64_t N, int64_t K, float* y, cudaStream_t s) {
-  if (wdt == kBF16) launch16<kBF16, M>(x, w, N, K, y, s);
-  else if (wdt == kF16) launch16<kF16, M>(x, w, N, K, y, s);
-  else gemv32_kernel<M><<<unsigned((N + kWarps - 1) / kWarps), kWarps * 32, 0, s>>>(x, static_cast<const float4*>(w), y, N, K);
+void launch_m(const float* x, const GemvPart* parts, int nparts, int wdt, int64_t K, cudaStream_t s) {
+  if (wdt == kF32) {
+    for (int i = 0; i < nparts; ++i)
+      gemv32_kernel<M><<<unsigned((parts[i].N + kWarps - 1) / kWarps), kWarps * 32, 0, s>>>(
+          x, static_cast<const float4*>(parts[i].w), parts[i].y, parts[i].N, K);
+    return;
+  }
+  Segments seg{};
+  int64_t n = 0;
+  for (int i = 0; i < 3; ++i) {
+    const int j = i < nparts ? i : nparts - 1;  // unused segments repeat the last one (never selected)
+    if (i < nparts) n += parts[i].N;
+    seg.w[i] = static_cast<const uint4*>(parts[j].w);
+    seg.y[i] = parts[j].y;
+    seg.end[i] = n;
+  }
+  if (wdt == kBF16) launch16<kBF16, M>(x, seg, n, K, s);
+  else launch16<kF16, M>(x, seg, n, K, s);
 }
 
 }  // namespace
@@ -129,20 +157,30 @@ bool gemv_vec_supported(int64_t M, int64_t K, const void* x, const void* w, int 
   return M >= 1 && M <= kMaxM && K % per == 0 && (uintptr_t(x) % 16) == 0 && (uintptr_t(w) % 16) == 0;
 }
 
-int gemv_vec(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, cudaStream_t s) {
-  if (!gemv_vec_supported(M, K, x, w, wdt)) return int(cudaErrorInvalidValue);
-  if (N <= 0) return 0;
+int gemv_vec_multi(const float* x, int64_t M, int64_t K, const GemvPart* parts, int nparts, int wdt, cudaStream_t s) {
+  if (nparts < 1 || nparts > 3) return int(cudaErrorInvalidValue);
+  int64_t n = 0;
+  for (int i = 0; i < nparts; ++i) {
+    if (!gemv_vec_supported(M, K, x, parts[i].w, wdt)) return int(cudaErrorInvalidValue);
+    n += parts[i].N;
+  }
+  if (n <= 0) return 0;
   switch (M) {
-    case 1: launch_m<1>(x, w, wdt, N, K, y, s); break;
-    case 2: launch_m<2>(x, w, wdt, N, K, y, s); break;
-    case 3: launch_m<3>(x, w, wdt, N, K, y, s); break;
-    case 4: launch_m<4>(x, w, wdt, N, K, y, s); break;
-    case 5: launch_m<5>(x, w, wdt, N, K, y, s); break;
-    case 6: launch_m<6>(x, w, wdt, N, K, y, s); break;
-    case 7: launch_m<7>(x, w, wdt, N, K, y, s); break;
-    default: launch_m<8>(x, w, wdt, N, K, y, s); break;
+    case 1: launch_m<1>(x, parts, nparts, wdt, K, s); break;
+    case 2: launch_m<2>(x, parts, nparts, wdt, K, s); break;
+    case 3: launch_m<3>(x, parts, nparts, wdt, K, s); break;
+    case 4: launch_m<4>(x, parts, nparts, wdt, K, s); break;
+    case 5: launch_m<5>(x, parts, nparts, wdt, K, s); break;
+    case 6: launch_m<6>(x, parts, nparts, wdt, K, s); break;
+    case 7: launch_m<7>(x, parts, nparts, wdt, K, s); break;
+    default: launch_m<8>(x, parts, nparts, wdt, K, s); break;
   }
   return int(cudaGetLastError());
+}
+
+int gemv_vec(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, cudaStream_t s) {
+  const GemvPart part{w, N, y};
+  return gemv_vec_multi(x, M, K, &part, 1, wdt, s);
 }
 
 }  // namespace gemma4::cuda

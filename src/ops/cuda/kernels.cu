@@ -189,6 +189,13 @@ __global__ void scale_kernel(float* x, int64_t n, float scalar, const void* sdev
   G4_GRID_LOOP(i, n) x[i] *= sv;
 }
 __global__ void softcap_kernel(float* x, int64_t n, float cap) { G4_GRID_LOOP(i, n) x[i] = cap * tanhf(x[i] / cap); }
+// 32-bit words: dst starts at row *row (read on the device); blockIdx.y picks the pair.
+__global__ void copy_rows_at_kernel(const uint32_t* src, uint32_t* dst, const uint32_t* src2, uint32_t* dst2,
+                                    const int64_t* row, int64_t row_words, int64_t n) {
+  const uint32_t* s = blockIdx.y ? src2 : src;
+  uint32_t* d = (blockIdx.y ? dst2 : dst) + *row * row_words;
+  G4_GRID_LOOP(i, n) d[i] = s[i];
+}
 
 int last() { return int(cudaGetLastError()); }
 
@@ -254,6 +261,19 @@ int scale(float* x, int64_t n, float scalar, const void* sdev, int sdt, cudaStre
 }
 int softcap(float* x, int64_t n, float cap, cudaStream_t s) {
   if (n > 0) softcap_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(x, n, cap);
+  return last();
+}
+
+int copy_rows_at(const void* src, void* dst, const void* src2, void* dst2, const int64_t* row, int64_t n,
+                 int64_t row_bytes, cudaStream_t s) {
+  if (row_bytes % 4) return int(cudaErrorInvalidValue);
+  const int64_t words = n * (row_bytes / 4);
+  if (words > 0) {
+    const dim3 grid{unsigned(blocks_for(words, 256)), src2 ? 2u : 1u};
+    copy_rows_at_kernel<<<grid, 256, 0, s>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst),
+                                            static_cast<const uint32_t*>(src2), static_cast<uint32_t*>(dst2), row,
+                                            row_bytes / 4, words);
+  }
   return last();
 }
 

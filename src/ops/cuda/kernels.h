@@ -33,6 +33,13 @@ int softcap(float* x, int64_t n, float cap, cudaStream_t s);
 // ---- gemv.cu: decode-shaped linear (1 <= M <= 8) with 16-byte weight loads.
 bool gemv_vec_supported(int64_t M, int64_t K, const void* x, const void* w, int wdt);
 int gemv_vec(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, cudaStream_t s);
+// Up to three projections of the same x (weights of one wdt, each [N_i, K]) in one launch: y_i = x . w_i^T.
+struct GemvPart {
+  const void* w;
+  int64_t N;
+  float* y;
+};
+int gemv_vec_multi(const float* x, int64_t M, int64_t K, const GemvPart* parts, int nparts, int wdt, cudaStream_t s);
 
 // ---- fused_kernels.cu (the fused forms of ops.h)
 // x = (x + rmsnorm(f, w)) * s; f = rmsnorm(f, w); with w2: out = rmsnorm(x, w2) (out may alias f).
@@ -40,6 +47,11 @@ int add_rmsnorm(float* x, float* f, const void* w, int wdt, int64_t rows, int64_
                 const void* w2, int w2dt, float* out, cudaStream_t st);
 int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int head_dim, float eps, const int64_t* pos,
                  const float* inv_freq, cudaStream_t s);
+// The attention inputs of T rows in one launch (ops.h qkv_norm_rope): q [T, nq*hd] and k [T, nkv*hd] get the
+// per-head rmsnorm (weights wq, wk) and RoPE; v [T, nkv*hd] the weightless per-head rmsnorm, of itself or
+// (v_from_k) of k's projection.
+int qkv_norm_rope(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk, int wdt, int64_t T,
+                  int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq, cudaStream_t s);
 bool gemv_gelu_supported(int64_t M, int64_t K, const void* x, const void* wg, const void* wu, int wdt);
 int gemv_gelu_mul(const float* x, int64_t M, int64_t K, const void* wg, const void* wu, int wdt, int64_t N, float* y,
                   cudaStream_t s);
@@ -51,6 +63,26 @@ int attention_split(const float* q, const float* k, const float* v, int64_t T, i
                     int n_kv_heads, int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
                     const int32_t* q_block, const int32_t* k_block, int nsplit, float* part_m, float* part_l,
                     float* part_acc, float* o, cudaStream_t s);
+// Decode attention (few queries; no bidirectional blocks; Hq / Hkv <= 16, head_dim <= 512): one block per
+// (KV head, key slice, query) reads the slice's K and V once for all query heads of the KV head, then
+// attention_merge. Keys: explicit positions k_pos [s_cap], or (k_pos null) k_desc on the device = {n, k0, r}:
+// key j < n at position k0 + (j - r + n) % n (a ring; r = 0: consecutive), keys >= n absent. The grid is sized
+// by s_cap and `nsplit` (the slice, ceil(s_cap / nsplit), must be <= attention_decode_chunk_limit), so a
+// recorded launch stays valid while n changes. Scratch as attention_split.
+bool attention_decode_supported(int n_q_heads, int n_kv_heads, int head_dim);
+int64_t attention_decode_chunk_limit(int n_q_heads, int n_kv_heads);
+int attention_decode(const float* q, const float* k, const float* v, int64_t T, int64_t s_cap, int n_q_heads,
+                     int n_kv_heads, int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos,
+                     const int64_t* k_desc, int window, int nsplit, float* part_m, float* part_l, float* part_acc,
+                     float* o, cudaStream_t s);
+// dst rows [row, row + n) = src rows [0, n), and the same for (src2, dst2) when given (a KV cache append of
+// keys and values); rows of `row_bytes` (a multiple of 4); row read from the device.
+int copy_rows_at(const void* src, void* dst, const void* src2, void* dst2, const int64_t* row, int64_t n,
+                 int64_t row_bytes, cudaStream_t s);
+// ---- sampling.cu: next token of each row of logits [B, V] (modified: suppressed ids -> -inf). params [B, 4]
+// = (temperature, top_k, top_p, uniform draw) per row; out [B] (-1: every token suppressed).
+int choose_tokens(float* logits, int64_t B, int64_t V, const double* params, const int64_t* suppress, int n_suppress,
+                  int64_t* out, cudaStream_t s);
 // probs[r, j] = softmax_j(scores[r, j] * scale) over the keys query (r % C) may see (causal + window), fp32
 // statistics; rows = Hq * C; probs are bf16 (probs_bf16) or f32. A row that sees no key gets zeros.
 int masked_softmax(const float* scores, int64_t rows, int64_t C, int64_t Sk, float scale, const int64_t* q_pos,

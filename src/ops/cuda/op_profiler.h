@@ -21,7 +21,8 @@ class OpProfiler {
     on_ = v && *v && *v != '0';
   }
   ~OpProfiler() { report(); }
-  bool on() const { return on_; }
+  bool enabled() const { return on_; }
+  void set_stream(cudaStream_t s) { stream_ = s; }
 
   class Scope {
    public:
@@ -84,10 +85,11 @@ class OpProfiler {
   cudaEvent_t record() {
     cudaEvent_t e;
     cudaEventCreate(&e);
-    cudaEventRecord(e, nullptr);
+    cudaEventRecord(e, stream_);
     return e;
   }
   bool on_ = false;
+  cudaStream_t stream_ = nullptr;
   std::vector<Mark> marks_;
 };
 
