@@ -12,11 +12,14 @@ namespace {
 std::atomic<uint64_t> next_storage_id{1};
 }
 
-KVCache::KVCache(const TextConfig& cfg, Ops* ops) : ops_(ops), storage_id_(next_storage_id++) {
+KVCache::KVCache(const TextConfig& cfg, Ops* ops, DType dtype)
+    : ops_(ops), storage_id_(next_storage_id++), dtype_(dtype) {
   if (!ops_) {
     own_ops_ = make_cpu_ops();
     ops_ = own_ops_.get();
   }
+  G4_CHECK(dtype_ == DType::F32 || (dtype_ == DType::BF16 && ops_->device() != Device::CPU),
+           "KV cache: dtype {} (F32, or BF16 on a GPU)", dtype_name(dtype_));
   auto specs = cfg.layers();
   layers_.resize(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -54,7 +57,7 @@ void KVCache::reserve(int64_t positions) {
     if (L.kv_dim > 0 && L.capacity == 0 && positions > L.rows) grow(L, positions);
 }
 
-Tensor KVCache::alloc(int64_t rows, int64_t kv_dim) const { return ops_->alloc(DType::F32, {rows, kv_dim}); }
+Tensor KVCache::alloc(int64_t rows, int64_t kv_dim) const { return ops_->alloc(dtype_, {rows, kv_dim}); }
 
 void KVCache::copy_rows(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_row, int64_t n) const {
   if (n <= 0) return;

@@ -1,4 +1,6 @@
-// Per-layer K/V cache (F32) on the model's device (host memory for the CPU backend, GPU memory for CUDA).
+// Per-layer K/V cache on the model's device (host memory for the CPU backend, GPU memory for CUDA), F32, or
+// BF16 on a GPU in bf16 precision (Model::new_cache): appends round the F32 keys/values once, attention reads
+// the BF16 rows directly (half the memory and half the decode attention traffic).
 // A sliding layer keeps at most `sliding_window` positions in a ring; a full layer keeps every position
 // (contiguous, grown geometrically). KV-shared layers (E2B/E4B) have no entry: they read their source
 // layer's keys and values within the same forward call (spec §6).
@@ -17,13 +19,15 @@ class Ops;
 class KVCache {
  public:
   // `ops` (not owned; it must outlive the cache) allocates and copies on its device; nullptr = CPU.
-  explicit KVCache(const TextConfig& cfg, Ops* ops = nullptr);
+  // dtype: F32, or BF16 with a GPU `ops`.
+  explicit KVCache(const TextConfig& cfg, Ops* ops = nullptr, DType dtype = DType::F32);
   KVCache(KVCache&&) = default;
   KVCache& operator=(KVCache&&) = default;
   KVCache(const KVCache&) = delete;  // storage is shared by Tensor views: copying would alias it
   KVCache& operator=(const KVCache&) = delete;
 
   int64_t length() const { return length_; }  // positions seen so far
+  DType dtype() const { return dtype_; }
   // Changes whenever a layer's storage is (re)allocated: a recorded decode step (ops.h begin_step) that
   // read this cache is valid only while the id stays the same.
   uint64_t storage_id() const { return storage_id_; }
@@ -37,7 +41,7 @@ class KVCache {
   // `window` positions.
   void append(int layer, int64_t pos0, const Tensor& k, const Tensor& v);
   // Copies the held positions of `layer` (oldest first) into rows [0, n) of k_out/v_out ([>= n, kv_dim],
-  // on the cache's device) and their positions into pos; returns n.
+  // on the cache's device, F32 or the cache's dtype) and their positions into pos; returns n.
   int64_t gather(int layer, Tensor& k_out, Tensor& v_out, std::vector<int64_t>& pos) const;
   void advance(int64_t T) { length_ += T; }
   // Number of positions currently held for a layer (<= window on sliding layers).
@@ -75,6 +79,7 @@ class KVCache {
   std::vector<Layer> layers_;
   int64_t length_ = 0;
   uint64_t storage_id_ = 0;
+  DType dtype_ = DType::F32;
 };
 
 }  // namespace gemma4

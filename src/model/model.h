@@ -62,7 +62,11 @@ class Model {
                        const MultimodalInputs* mm = nullptr, bool all_logits = false, Tape* tape = nullptr,
                        bool logits_on_device = false);
   const std::vector<LayerSpec>& layer_specs() const { return layers_; }
-  KVCache new_cache() const { return KVCache(cfg_.text, ops_.get()); }
+  // A cache on the model's device: BF16 rows on a GPU in bf16 precision, else F32.
+  KVCache new_cache() const {
+    const bool bf16 = ops_->device() != Device::CPU && ops_->precision() == Precision::BF16;
+    return KVCache(cfg_.text, ops_.get(), bf16 ? DType::BF16 : DType::F32);
+  }
   // Backward of a taped forward over `ids` (model/backward.cpp). logits: the forward's output (after the
   // softcap); dlogits: d loss / d logits. Parameter gradients are ADDED into grads (F32, shaped like the
   // weights; tied lm_head aliases embed_tokens). Weights must be F32.

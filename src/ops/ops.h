@@ -51,8 +51,15 @@ class Ops {
   virtual Tensor to_device(const Tensor& t) { return t; }
   // `t` on the CPU; may return `t` itself when it is already there.
   virtual Tensor to_host(const Tensor& t) { return t; }
-  // dst = src (same byte size; either may be on the CPU or on this device).
+  // dst = src (same element count; either may be on the CPU or on this device). Differing float dtypes are
+  // converted (round to nearest even into BF16/F16).
   virtual void copy(const Tensor& src, Tensor& dst) {
+    if (src.dtype != dst.dtype) {
+      G4_CHECK(src.numel() == dst.numel(), "copy: {} elements into {}", src.numel(), dst.numel());
+      Tensor c = src.to(dst.dtype);
+      std::memmove(dst.data, c.data, c.nbytes());
+      return;
+    }
     G4_CHECK(src.nbytes() == dst.nbytes(), "copy: {} bytes into {}", src.nbytes(), dst.nbytes());
     if (src.data != dst.data && src.nbytes()) std::memmove(dst.data, src.data, src.nbytes());
   }
@@ -140,8 +147,8 @@ class Ops {
   virtual StepStats step_stats() const { return {}; }
   // Turns recording on or off (benchmarks: recorded vs eager steps in one run; GEMMA4_CUDA_GRAPHS=0: off).
   virtual void set_step_recording(bool on) { (void)on; }
-  // dst rows [row, row + n) = src ([n, width] into dst [rows, width]); a recording backend reads `row` from
-  // device memory, so a recorded step replays with a new row (KV cache appends).
+  // dst rows [row, row + n) = src ([n, width] into dst [rows, width], converted to dst's dtype); a recording
+  // backend reads `row` from device memory, so a recorded step replays with a new row (KV cache appends).
   virtual void copy_rows(const Tensor& src, Tensor& dst, int64_t row) {
     G4_CHECK(src.ndim() == 2 && dst.ndim() == 2 && src.dim(1) == dst.dim(1) && row >= 0 &&
                  row + src.dim(0) <= dst.dim(0),

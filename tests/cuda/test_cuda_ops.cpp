@@ -292,6 +292,18 @@ TEST(CudaOps, Attention) {
     gpu_bf16().attention(gpu_bf16().to_device(q), gpu_bf16().to_device(k), gpu_bf16().to_device(v), c.hq, c.hkv, c.hd,
                          1.0f, m, ob);
     compare("attention bf16 " + c.name, ob, want, 3e-2f);
+    // Keys/values from a bf16 KV cache: the reference reads the same rounded values. fp32 arithmetic (decode
+    // kernel, fp32 GEMMs, split kernel) matches it closely; the tensor-core prefill to bf16 precision.
+    Tensor kr = k.to(DType::BF16), vr = v.to(DType::BF16);
+    Tensor want_r = Tensor::empty(DType::F32, q.shape);
+    cpu().attention(q, kr.to_f32(), vr.to_f32(), c.hq, c.hkv, c.hd, 1.0f, m, want_r);
+    Tensor oc = poisoned(q.shape);
+    gpu().attention(gpu().to_device(q), gpu().to_device(kr), gpu().to_device(vr), c.hq, c.hkv, c.hd, 1.0f, m, oc);
+    compare("attention bf16 cache (f32) " + c.name, oc, want_r, 2e-5f);
+    Tensor ocb = poisoned(q.shape);
+    gpu_bf16().attention(gpu().to_device(q), gpu().to_device(kr), gpu().to_device(vr), c.hq, c.hkv, c.hd, 1.0f, m,
+                         ocb);
+    compare("attention bf16 cache (bf16) " + c.name, ocb, want_r, c.T < 16 && !c.blocks ? 2e-5f : 3e-2f);
   }
   // A query that sees no key gives zeros.
   std::vector<int64_t> qpos = {0}, kpos = {5, 6, 7};
@@ -671,6 +683,49 @@ TEST(CudaBf16, TrainedDemoModelTracksFp32) {
   ASSERT_GT(positions, 100);
   EXPECT_GE(min_cos, 0.999);
   EXPECT_GE(double(top1) / positions, 0.98);
+}
+
+// BF16 precision keeps a bf16 KV cache. On the bundled trained model, greedy answers to held-out prompts
+// equal the fp32 CPU's (prefill through the tensor-core path, decode through the bf16 cache), and a
+// prefill + decode split gives the logits of one full forward.
+TEST(CudaBf16, TrainedDemoModelGeneratesWithBf16Cache) {
+  REQUIRE_GPU();
+  const std::string dir = test::source_dir() + "/models/gemma4-tiny-arith-it";
+  if (!fs::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no bundled model at " << dir;
+  auto gm = Model::load(dir, {}, Device::CUDA, Precision::BF16);
+  auto cm = Model::load(dir, {}, Device::CPU);
+  ASSERT_EQ(gm->new_cache().dtype(), DType::BF16);
+  ASSERT_EQ(cm->new_cache().dtype(), DType::F32);
+  ChatPrompter prompter(dir, Tokenizer::load(dir));
+  GenerateOptions o = default_generate_options(gm->config());
+  o.max_new_tokens = 40;
+  std::ifstream f(dir + "/heldout_test.jsonl");
+  std::string line;
+  int same = 0, n = 0;
+  for (; n < 8 && std::getline(f, line); ++n) {
+    auto ids = prompter.encode_question(nlohmann::json::parse(line)["question"].get<std::string>());
+    same += generate(*gm, ids, o) == generate(*cm, ids, o);
+  }
+  std::printf("  [cuda bf16] demo model, bf16 KV cache: %d/%d greedy answers equal the fp32 CPU's\n", same, n);
+  EXPECT_EQ(same, n);
+  // prefill + decode == full forward, in bf16 precision with the bf16 cache (cosine per position)
+  std::getline(f, line);
+  auto ids = prompter.encode_question(nlohmann::json::parse(line)["question"].get<std::string>());
+  KVCache full = gm->new_cache(), split = gm->new_cache();
+  Tensor want = gm->forward(ids, full, nullptr, true);
+  const int64_t V = want.dim(1), P = int64_t(ids.size()) - 6;
+  std::vector<float> rows;
+  Tensor first = gm->forward(std::vector<int64_t>(ids.begin(), ids.begin() + P), split, nullptr, true);
+  rows.insert(rows.end(), first.ptr<float>(), first.ptr<float>() + first.numel());
+  for (int64_t t = P; t < int64_t(ids.size()); ++t) {
+    Tensor l = gm->forward({ids[t]}, split, nullptr, false);
+    rows.insert(rows.end(), l.ptr<float>(), l.ptr<float>() + V);
+  }
+  Agreement r = agreement(rows.data(), want.ptr<float>(), want.dim(0), V);
+  std::printf("  [cuda bf16] prefill + decode vs one forward: min cosine %.6f, top1 %lld/%lld\n", r.min_cos,
+              (long long)r.top1, (long long)want.dim(0));
+  EXPECT_GE(r.min_cos, 0.999);
+  EXPECT_EQ(r.top1, want.dim(0));
 }
 
 // Batched generation on the GPU (fp32 precision): prompts of different lengths decoded together give the

@@ -47,12 +47,17 @@ void attention_chunked(const ChunkedAttention& a, const Scratch& scratch) {
   std::shared_ptr<void> qb, kb, vb;
   if (bf) {
     qb = scratch(size_t(T) * ldq * 2);
-    kb = scratch(size_t(S) * kvd * 2);
-    vb = scratch(size_t(S) * kvd * 2);
     ck(cudaError_t(f32_to_bf16(a.q, qb.get(), T * ldq, a.stream)), "attention: q to bf16");
-    ck(cudaError_t(f32_to_bf16(a.k, kb.get(), S * kvd, a.stream)), "attention: k to bf16");
-    ck(cudaError_t(f32_to_bf16(a.v, vb.get(), S * kvd, a.stream)), "attention: v to bf16");
-    q = qb.get(), k = kb.get(), v = vb.get();
+    q = qb.get();
+    if (!a.kv_bf16) {  // a bf16 KV cache is used as it is
+      kb = scratch(size_t(S) * kvd * 2);
+      vb = scratch(size_t(S) * kvd * 2);
+      ck(cudaError_t(f32_to_bf16(static_cast<const float*>(a.k), kb.get(), S * kvd, a.stream)), "attention: k to bf16");
+      ck(cudaError_t(f32_to_bf16(static_cast<const float*>(a.v), vb.get(), S * kvd, a.stream)), "attention: v to bf16");
+      k = kb.get(), v = vb.get();
+    }
+  } else if (a.kv_bf16) {
+    throw Error("attention: bf16 keys/values need the bf16 GEMM mode");
   }
   auto keys_for = [&](int64_t c) { return a.window > 0 && a.keys_consecutive ? std::min<int64_t>(S, c + a.window) : S; };
   // Chunk rows so that scores (fp32) + probabilities stay within the budget.

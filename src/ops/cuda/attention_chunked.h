@@ -16,7 +16,8 @@ namespace gemma4::cuda {
 using Scratch = std::function<std::shared_ptr<void>(size_t)>;
 
 struct ChunkedAttention {
-  const float *q, *k, *v;  // [T, Hq*hd], [S, Hkv*hd], [S, Hkv*hd] on the device, F32
+  const float* q;          // [T, Hq*hd] on the device, F32
+  const void *k, *v;       // [S, Hkv*hd] on the device: F32, or BF16 when kv_bf16 (bf16 mode only)
   float* o;                // [T, Hq*hd]
   int64_t T, S;
   int n_q_heads, n_kv_heads, head_dim;
@@ -29,6 +30,7 @@ struct ChunkedAttention {
   cublasHandle_t blas_tc, blas_f32;    // default math (tensor cores) / pedantic fp32
   size_t scratch_budget_bytes = size_t(512) << 20;
   cudaStream_t stream = nullptr;
+  bool kv_bf16 = false;
 };
 
 // True when the keys sit at consecutive positions k_pos[0] + j.

@@ -23,6 +23,9 @@ constexpr int kWarps = 8;
 constexpr int kMaxD = 512;
 constexpr int kPer = kMaxD / 32;
 
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+
 __device__ __forceinline__ bool visible(int64_t qp, int64_t kp, int window, int32_t qb, int32_t kb) {
   const bool same_block = qb >= 0 && qb == kb;
   return (kp <= qp || same_block) && (window <= 0 || kp > qp - window);
@@ -141,10 +144,11 @@ constexpr int kDecodeMaxG = 16;
 constexpr int kKeysInFlight = 4;  // keys whose loads one warp (phase 1) or thread (phase 3) keeps in flight
 constexpr int64_t kDecodeMaxProbs = 2048;  // g * chunk: shared memory <= 4*(16*512 + 2048 + 128) bytes < 48 KB
 
-// PER: dims per lane in phase 1 (head_dim <= 32 * PER); MAXG: bound on the query heads per KV head.
-template <int PER, int MAXG>
+// PER: dims per lane in phase 1 (head_dim <= 32 * PER); MAXG: bound on the query heads per KV head; KV: the
+// cache's element type (float or bf16, widened on load).
+template <int PER, int MAXG, typename KV>
 __global__ void __launch_bounds__(kWarps * 32, 2)
-    attention_decode_kernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+    attention_decode_kernel(const float* __restrict__ q, const KV* __restrict__ k, const KV* __restrict__ v,
                             int64_t s_cap, int Hq, int Hkv, int hd, float scale, const int64_t* __restrict__ q_pos,
                             const int64_t* __restrict__ k_pos, const int64_t* __restrict__ k_desc, int window,
                             int64_t chunk, float* __restrict__ part_m, float* __restrict__ part_l,
@@ -180,9 +184,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
     float kr[kKeysInFlight][PER];
 #pragma unroll
     for (int u = 0; u < kKeysInFlight; ++u) {
-      const float* krow = k + (s0 + base + u) * kstride + int64_t(kh) * hd;
+      const KV* krow = k + (s0 + base + u) * kstride + int64_t(kh) * hd;
 #pragma unroll
-      for (int e = 0; e < PER; ++e) kr[u][e] = vis[u] && lane + 32 * e < hd ? krow[lane + 32 * e] : 0.f;
+      for (int e = 0; e < PER; ++e) kr[u][e] = vis[u] && lane + 32 * e < hd ? to_f(krow[lane + 32 * e]) : 0.f;
     }
 #pragma unroll
     for (int u = 0; u < kKeysInFlight; ++u) {
@@ -233,9 +237,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
     for (int u = 0; u < kKeysInFlight; ++u) {
       const int64_t i = i0 + u;
       const bool use = i < len && seen[i] != 0.f;
-      const float* vrow = v + (s0 + i) * kstride + int64_t(kh) * hd;
-      v0[u] = use && d0 < hd ? vrow[d0] : 0.f;
-      v1[u] = use && d1 < hd ? vrow[d1] : 0.f;
+      const KV* vrow = v + (s0 + i) * kstride + int64_t(kh) * hd;
+      v0[u] = use && d0 < hd ? to_f(vrow[d0]) : 0.f;
+      v1[u] = use && d1 < hd ? to_f(vrow[d1]) : 0.f;
     }
 #pragma unroll
     for (int u = 0; u < kKeysInFlight; ++u) {
@@ -350,6 +354,20 @@ __global__ void f32_to_bf16_kernel(const float* __restrict__ x, __nv_bfloat16* _
     y[i] = __float2bfloat16_rn(x[i]);
 }
 
+__global__ void bf16_to_f32_kernel(const __nv_bfloat16* __restrict__ x, float* __restrict__ y, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = __bfloat162float(x[i]);
+}
+
+// Rows of F32 into a BF16 table at row *row (read on the device); blockIdx.y picks the pair.
+__global__ void store_rows_bf16_kernel(const float* src, __nv_bfloat16* dst, const float* src2, __nv_bfloat16* dst2,
+                                       const int64_t* row, int64_t width, int64_t n) {
+  const float* s = blockIdx.y ? src2 : src;
+  __nv_bfloat16* d = (blockIdx.y ? dst2 : dst) + *row * width;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    d[i] = __float2bfloat16_rn(s[i]);
+}
+
 void attention_merge(const float* part_m, const float* part_l, const float* part_acc, int64_t rows, int nsplit,
                      int Hq, int hd, float* o, cudaStream_t s) {
   const dim3 grid{unsigned(rows), unsigned((hd + 63) / 64)};
@@ -388,10 +406,10 @@ int64_t attention_decode_chunk_limit(int n_q_heads, int n_kv_heads) {
   return kDecodeMaxProbs / (n_q_heads / n_kv_heads);
 }
 
-int attention_decode(const float* q, const float* k, const float* v, int64_t T, int64_t s_cap, int n_q_heads,
-                     int n_kv_heads, int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos,
-                     const int64_t* k_desc, int window, int nsplit, float* part_m, float* part_l, float* part_acc,
-                     float* o, cudaStream_t s) {
+int attention_decode(const float* q, const void* k, const void* v, bool kv_bf16, int64_t T, int64_t s_cap,
+                     int n_q_heads, int n_kv_heads, int head_dim, float scale, const int64_t* q_pos,
+                     const int64_t* k_pos, const int64_t* k_desc, int window, int nsplit, float* part_m,
+                     float* part_l, float* part_acc, float* o, cudaStream_t s) {
   if (!attention_decode_supported(n_q_heads, n_kv_heads, head_dim) || nsplit < 1 || (!k_pos && !k_desc))
     return int(cudaErrorInvalidValue);
   if (T <= 0) return 0;
@@ -400,18 +418,25 @@ int attention_decode(const float* q, const float* k, const float* v, int64_t T, 
   if (chunk > attention_decode_chunk_limit(n_q_heads, n_kv_heads)) return int(cudaErrorInvalidValue);
   const size_t smem = (size_t(g) * head_dim + size_t(g) * chunk + size_t(chunk)) * sizeof(float);
   const dim3 grid{unsigned(n_kv_heads), unsigned(nsplit), unsigned(T)};
-  auto launch = [&](auto kernel) {
-    kernel<<<grid, kWarps * 32, smem, s>>>(q, k, v, s_cap, n_q_heads, n_kv_heads, head_dim, scale, q_pos, k_pos, k_desc,
-                                           window, chunk, part_m, part_l, part_acc);
-  };
   // Registers sized for the shape: head_dim <= 256 needs 8 dims per lane, and the heads per KV head round
   // up to a power of two.
-  const bool wide = head_dim > 256;
-  if (g == 1) wide ? launch(attention_decode_kernel<16, 1>) : launch(attention_decode_kernel<8, 1>);
-  else if (g == 2) wide ? launch(attention_decode_kernel<16, 2>) : launch(attention_decode_kernel<8, 2>);
-  else if (g <= 4) wide ? launch(attention_decode_kernel<16, 4>) : launch(attention_decode_kernel<8, 4>);
-  else if (g <= 8) wide ? launch(attention_decode_kernel<16, 8>) : launch(attention_decode_kernel<8, 8>);
-  else wide ? launch(attention_decode_kernel<16, 16>) : launch(attention_decode_kernel<8, 16>);
+  auto run = [&](auto kv_zero) {
+    using KV = decltype(kv_zero);
+    const KV* kk = static_cast<const KV*>(k);
+    const KV* vv = static_cast<const KV*>(v);
+    auto launch = [&](auto kernel) {
+      kernel<<<grid, kWarps * 32, smem, s>>>(q, kk, vv, s_cap, n_q_heads, n_kv_heads, head_dim, scale, q_pos, k_pos,
+                                             k_desc, window, chunk, part_m, part_l, part_acc);
+    };
+    const bool wide = head_dim > 256;
+    if (g == 1) wide ? launch(attention_decode_kernel<16, 1, KV>) : launch(attention_decode_kernel<8, 1, KV>);
+    else if (g == 2) wide ? launch(attention_decode_kernel<16, 2, KV>) : launch(attention_decode_kernel<8, 2, KV>);
+    else if (g <= 4) wide ? launch(attention_decode_kernel<16, 4, KV>) : launch(attention_decode_kernel<8, 4, KV>);
+    else if (g <= 8) wide ? launch(attention_decode_kernel<16, 8, KV>) : launch(attention_decode_kernel<8, 8, KV>);
+    else wide ? launch(attention_decode_kernel<16, 16, KV>) : launch(attention_decode_kernel<8, 16, KV>);
+  };
+  if (kv_bf16) run(__nv_bfloat16{});
+  else run(0.f);
   attention_merge(part_m, part_l, part_acc, T * n_q_heads, nsplit, n_q_heads, head_dim, o, s);
   return int(cudaGetLastError());
 }
@@ -426,6 +451,26 @@ int masked_softmax(const float* scores, int64_t rows, int64_t C, int64_t Sk, flo
   else
     masked_softmax_kernel<<<unsigned(rows), threads, 0, s>>>(scores, C, Sk, scale, q_pos, k_pos, window,
                                                              static_cast<float*>(probs));
+  return int(cudaGetLastError());
+}
+
+int bf16_to_f32(const void* x, float* y, int64_t n, cudaStream_t s) {
+  if (n <= 0) return 0;
+  int64_t blocks = (n + 255) / 256;
+  if (blocks > 65535 * 8) blocks = 65535 * 8;
+  bf16_to_f32_kernel<<<unsigned(blocks), 256, 0, s>>>(static_cast<const __nv_bfloat16*>(x), y, n);
+  return int(cudaGetLastError());
+}
+
+int store_rows_bf16(const float* src, void* dst, const float* src2, void* dst2, const int64_t* row, int64_t n,
+                    int64_t width, cudaStream_t s) {
+  const int64_t total = n * width;
+  if (total <= 0) return 0;
+  int64_t blocks = (total + 255) / 256;
+  if (blocks > 65535) blocks = 65535;
+  const dim3 grid{unsigned(blocks), src2 ? 2u : 1u};
+  store_rows_bf16_kernel<<<grid, 256, 0, s>>>(src, static_cast<__nv_bfloat16*>(dst), src2,
+                                              static_cast<__nv_bfloat16*>(dst2), row, width, total);
   return int(cudaGetLastError());
 }
 

@@ -221,6 +221,18 @@ class CudaOps final : public Ops {
 
   void copy(const Tensor& src, Tensor& dst) override {
     auto prof = prof_.scope([&] { return std::string("copy"); });
+    if (src.dtype != dst.dtype && src.device == Device::CUDA && dst.device == Device::CUDA) {  // F32 <-> BF16
+      G4_CHECK(src.numel() == dst.numel(), "copy: {} elements into {}", src.numel(), dst.numel());
+      const bool down = src.dtype == DType::F32 && dst.dtype == DType::BF16;
+      G4_CHECK(down || (src.dtype == DType::BF16 && dst.dtype == DType::F32), "copy: {} into {} on the GPU",
+               dtype_name(src.dtype), dtype_name(dst.dtype));
+      if (skip("convert", {P(src.data), P(dst.data), uint64_t(src.numel()), uint64_t(down)})) return;
+      check_launch(down ? f32_to_bf16(src.ptr<float>(), dst.data, src.numel(), stream_)
+                        : bf16_to_f32(src.data, dst.ptr<float>(), src.numel(), stream_),
+                   "copy (convert)");
+      return;
+    }
+    if (src.dtype != dst.dtype) return Ops::copy(src, dst);  // across host and device: no conversion kernel
     G4_CHECK(src.nbytes() == dst.nbytes(), "copy: {} bytes into {}", src.nbytes(), dst.nbytes());
     if (!src.nbytes() || src.data == dst.data) return;
     if (src.device == Device::CUDA && dst.device == Device::CUDA) {  // stays in stream order, no host wait
@@ -387,9 +399,13 @@ class CudaOps final : public Ops {
                  float scale, const AttnMask& mask, Tensor& o) override {
     auto prof = prof_.scope([&] { return fmt::format("attention T{} hd={} S{}", q.numel() / (int64_t(n_q_heads) * head_dim) >= 16 ? ">=16" : "<16", head_dim, k.numel() / (int64_t(n_kv_heads) * head_dim) > 8192 ? ">8K" : (k.numel() / (int64_t(n_kv_heads) * head_dim) > 1024 ? ">1K" : "<=1K")); });
     f32_on_device(q, "attention q");
-    f32_on_device(k, "attention k");
-    f32_on_device(v, "attention v");
+    on_device(k, "attention k");
+    on_device(v, "attention v");
     f32_on_device(o, "attention output");
+    G4_CHECK((k.dtype == DType::F32 || k.dtype == DType::BF16) && v.dtype == k.dtype,
+             "attention: keys/values must be F32 or BF16 (a bf16 KV cache), got {} / {}", dtype_name(k.dtype),
+             dtype_name(v.dtype));
+    const bool kv_bf16 = k.dtype == DType::BF16;
     G4_CHECK(head_dim > 0 && head_dim <= 512, "attention: head_dim {} (the CUDA kernel supports up to 512)", head_dim);
     G4_CHECK(n_kv_heads > 0 && n_q_heads % n_kv_heads == 0, "attention: {} query heads for {} kv heads", n_q_heads,
              n_kv_heads);
@@ -438,7 +454,7 @@ class CudaOps final : public Ops {
       float* pm = static_cast<float*>(part.get());
       float* pl = pm + rows * nsplit;
       float* pa = pl + rows * nsplit;
-      check_launch(attention_decode(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), T, cap, n_q_heads, n_kv_heads,
+      check_launch(attention_decode(q.ptr<float>(), k.data, v.data, kv_bf16, T, cap, n_q_heads, n_kv_heads,
                                     head_dim, scale, qp.ptr<int64_t>(), ring ? nullptr : kd.ptr<int64_t>(),
                                     ring ? kd.ptr<int64_t>() : nullptr, mask.window, int(nsplit), pm, pl, pa,
                                     o.ptr<float>(), stream_),
@@ -447,6 +463,13 @@ class CudaOps final : public Ops {
     }
     G4_CHECK(!step, "attention: only decode attention (few queries, no bidirectional blocks) can be recorded");
     Tensor qp = upload(mask.q_pos, T), kp = upload(mask.k_pos, S);
+    // The paths below read F32 keys/values, except the tensor-core prefill, which reads a bf16 cache as is.
+    Tensor kf = k, vf = v;
+    auto widen = [&] {
+      if (!kv_bf16 || kf.dtype == DType::F32) return;
+      kf = alloc(DType::F32, k.shape), vf = alloc(DType::F32, v.shape);
+      copy(k, kf), copy(v, vf);
+    };
     Tensor qb, kb;
     if (mask.q_block) {
       qb = upload(mask.q_block, T);
@@ -460,16 +483,20 @@ class CudaOps final : public Ops {
     const bool prefill = T >= kChunkedMinQueries && consecutive;
     const bool long_decode = T < kChunkedMinQueries && S >= kGemmDecodeMinKeys;
     if (!mask.q_block && (prefill || long_decode)) {
-      ChunkedAttention c{q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), o.ptr<float>(), T, S, n_q_heads, n_kv_heads,
+      const bool tensor_cores = precision_ == Precision::BF16 && prefill;
+      if (!tensor_cores) widen();
+      ChunkedAttention c{q.ptr<float>(), kf.data, vf.data, o.ptr<float>(), T, S, n_q_heads, n_kv_heads,
                          head_dim, scale, mask.window, mask.q_pos, mask.k_pos, qp.ptr<int64_t>(), kp.ptr<int64_t>(),
-                         precision_ == Precision::BF16 && prefill, consecutive, blas_tc_, blas_};
+                         tensor_cores, consecutive, blas_tc_, blas_};
       c.stream = stream_;
+      c.kv_bf16 = kf.dtype == DType::BF16;
       attention_chunked(c, [this](size_t n) { return device_block(n); });
       check_launch(0, "attention (cuBLAS)");
       return;
     }
 #endif
     // Few queries with bidirectional blocks: split the keys over enough blocks to fill the GPU, then merge.
+    widen();
     const int64_t rows = T * n_q_heads;
     // About 8 blocks per SM, at least 16 keys (two per warp) per block.
     int64_t nsplit = (8 * int64_t(prop_.multiProcessorCount) + rows - 1) / rows;
@@ -478,7 +505,7 @@ class CudaOps final : public Ops {
     float* pm = static_cast<float*>(part.get());
     float* pl = pm + rows * nsplit;
     float* pa = pl + rows * nsplit;
-    check_launch(cuda::attention_split(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), T, S, n_q_heads, n_kv_heads,
+    check_launch(cuda::attention_split(q.ptr<float>(), kf.ptr<float>(), vf.ptr<float>(), T, S, n_q_heads, n_kv_heads,
                                        head_dim, scale, qp.ptr<int64_t>(), kp.ptr<int64_t>(), mask.window,
                                        mask.q_block ? qb.ptr<int32_t>() : nullptr,
                                        mask.q_block ? kb.ptr<int32_t>() : nullptr, int(nsplit), pm, pl, pa,
@@ -728,17 +755,25 @@ class CudaOps final : public Ops {
       if (src2) return Ops::store_kv(src, *src2, dst, *dst2, row);
       return Ops::copy_rows(src, dst, row);
     }
+    // Same dtype (a copy), or F32 rows into a BF16 table (a bf16 KV cache append).
+    const bool to_bf16 = src.dtype == DType::F32 && dst.dtype == DType::BF16;
     auto fits = [&](const Tensor& s, const Tensor& d) {
-      return s.ndim() == 2 && d.ndim() == 2 && s.dim(1) == d.dim(1) && s.dtype == d.dtype && row >= 0 &&
-             row + s.dim(0) <= d.dim(0);
+      return s.ndim() == 2 && d.ndim() == 2 && s.dim(1) == d.dim(1) && (s.dtype == d.dtype || to_bf16) &&
+             s.dtype == src.dtype && d.dtype == dst.dtype && row >= 0 && row + s.dim(0) <= d.dim(0);
     };
     G4_CHECK(fits(src, dst) && (!src2 || (fits(*src2, *dst2) && src2->shape == src.shape && dst2->shape == dst.shape)),
              "copy_rows: {} into {} at row {}", shape_str(src.shape), shape_str(dst.shape), row);
     const int64_t row_bytes = dst.nbytes() / std::max<int64_t>(1, dst.dim(0));
     Tensor drow = upload(&row, 1);
     if (skip("rows_at", {P(src.data), P(dst.data), P(src2 ? src2->data : nullptr), P(dst2 ? dst2->data : nullptr),
-                         uint64_t(src.dim(0)), uint64_t(row_bytes)}))
+                         uint64_t(src.dim(0)), uint64_t(row_bytes), uint64_t(to_bf16)}))
       return;
+    if (to_bf16) {
+      check_launch(store_rows_bf16(src.ptr<float>(), dst.data, src2 ? src2->ptr<float>() : nullptr,
+                                   dst2 ? dst2->data : nullptr, drow.ptr<int64_t>(), src.dim(0), src.dim(1), stream_),
+                   "store_kv (bf16)");
+      return;
+    }
     check_launch(copy_rows_at(src.data, dst.data, src2 ? src2->data : nullptr, dst2 ? dst2->data : nullptr,
                               drow.ptr<int64_t>(), src.dim(0), row_bytes, stream_),
                  "copy_rows");

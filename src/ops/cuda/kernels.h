@@ -71,10 +71,11 @@ int attention_split(const float* q, const float* k, const float* v, int64_t T, i
 // recorded launch stays valid while n changes. Scratch as attention_split.
 bool attention_decode_supported(int n_q_heads, int n_kv_heads, int head_dim);
 int64_t attention_decode_chunk_limit(int n_q_heads, int n_kv_heads);
-int attention_decode(const float* q, const float* k, const float* v, int64_t T, int64_t s_cap, int n_q_heads,
-                     int n_kv_heads, int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos,
-                     const int64_t* k_desc, int window, int nsplit, float* part_m, float* part_l, float* part_acc,
-                     float* o, cudaStream_t s);
+// k, v: F32, or BF16 (kv_bf16: a bf16 KV cache, widened on load).
+int attention_decode(const float* q, const void* k, const void* v, bool kv_bf16, int64_t T, int64_t s_cap,
+                     int n_q_heads, int n_kv_heads, int head_dim, float scale, const int64_t* q_pos,
+                     const int64_t* k_pos, const int64_t* k_desc, int window, int nsplit, float* part_m,
+                     float* part_l, float* part_acc, float* o, cudaStream_t s);
 // dst rows [row, row + n) = src rows [0, n), and the same for (src2, dst2) when given (a KV cache append of
 // keys and values); rows of `row_bytes` (a multiple of 4); row read from the device.
 int copy_rows_at(const void* src, void* dst, const void* src2, void* dst2, const int64_t* row, int64_t n,
@@ -89,5 +90,10 @@ int masked_softmax(const float* scores, int64_t rows, int64_t C, int64_t Sk, flo
                    const int64_t* k_pos, int window, void* probs, bool probs_bf16, cudaStream_t s);
 // y = bf16(x), round to nearest even.
 int f32_to_bf16(const float* x, void* y, int64_t n, cudaStream_t s);
+int bf16_to_f32(const void* x, float* y, int64_t n, cudaStream_t s);
+// A bf16 KV cache append: dst rows [row, row + n) = bf16(src rows), and (src2, dst2) alike; rows of `width`
+// elements; row read from the device.
+int store_rows_bf16(const float* src, void* dst, const float* src2, void* dst2, const int64_t* row, int64_t n,
+                    int64_t width, cudaStream_t s);
 
 }  // namespace gemma4::cuda
