@@ -259,6 +259,7 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
       if (lt) rec(lt->q, q);
     }
     Tensor o = rows_view(obuf, T, qd);
+    std::vector<Ops::AttnSegment> attn(B);
     for (size_t b = 0; b < B; ++b) {
       const Segment& g = segs[b];
       KVCache& cache = *g.cache;
@@ -313,16 +314,18 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
         }
         ks = &set;
       }
-      AttnMask mask;
-      mask.q_pos = seg_pos;
-      mask.k_pos = ks->pos->data();
-      mask.k_run = ks->is_run ? ks->run.data() : nullptr;
-      mask.window = s.type == LayerType::Sliding ? tc.sliding_window : 0;
-      Tensor ob = o.slice_rows(g.row0, g.row0 + Tb);
-      ops.attention(q.slice_rows(g.row0, g.row0 + Tb), ks->k, ks->v, nq, nkv, hd, /*scale=*/1.0f, mask,
-                    ob);  // scale 1.0 (§2.4.2)
-      if (s.kv_source < 0 && !shared_later[li]) keysets[li][b] = KeySet{};
+      Ops::AttnSegment& a = attn[b];
+      a.row0 = g.row0, a.T = Tb, a.k = &ks->k, a.v = &ks->v;
+      a.mask.q_pos = seg_pos;
+      a.mask.k_pos = ks->pos->data();
+      a.mask.k_run = ks->is_run ? ks->run.data() : nullptr;
+      a.mask.window = s.type == LayerType::Sliding ? tc.sliding_window : 0;
     }
+    // Every sequence attends to its own keys; scale 1.0 (§2.4.2).
+    if (B == 1) ops.attention(q, *attn[0].k, *attn[0].v, nq, nkv, hd, 1.0f, attn[0].mask, o);
+    else ops.attention_segments(q, attn, nq, nkv, hd, 1.0f, o);
+    if (s.kv_source < 0 && !shared_later[li])
+      for (size_t b = 0; b < B; ++b) keysets[li][b] = KeySet{};
     if (lt) rec(lt->o, o);
     Tensor attn_out = hbuf;
     ops.linear(o, lw.o_proj, attn_out);

@@ -90,6 +90,22 @@ class Ops {
   // (query head h reads kv head h / (Hq/Hkv)). Softmax in fp32. A query row that sees no key gives 0.
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, int n_q_heads, int n_kv_heads,
                          int head_dim, float scale, const AttnMask& mask, Tensor& o) = 0;
+  // attention() for several independent sequences (a batched decode step): segment b owns query/output rows
+  // [row0, row0 + T) of q and o, and has its own keys, values and mask. A GPU backend runs the decode case
+  // (few rows per sequence) as one launch.
+  struct AttnSegment {
+    int64_t row0 = 0, T = 0;
+    const Tensor* k = nullptr;
+    const Tensor* v = nullptr;
+    AttnMask mask;
+  };
+  virtual void attention_segments(const Tensor& q, const std::vector<AttnSegment>& segs, int n_q_heads,
+                                  int n_kv_heads, int head_dim, float scale, Tensor& o) {
+    for (const AttnSegment& g : segs) {
+      Tensor ob = o.slice_rows(g.row0, g.row0 + g.T);
+      attention(q.slice_rows(g.row0, g.row0 + g.T), *g.k, *g.v, n_q_heads, n_kv_heads, head_dim, scale, g.mask, ob);
+    }
+  }
   // out = gelu_tanh(gate) * up, elementwise.
   virtual void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   // out = a + b, elementwise (out may alias a or b).

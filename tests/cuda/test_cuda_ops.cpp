@@ -316,6 +316,48 @@ TEST(CudaOps, Attention) {
   compare("attention no visible key -> 0", o, Tensor::zeros(DType::F32, {1, 64}), 0.f);
 }
 
+// Several sequences' decode attention in one call (a batched decode step): rings and contiguous caches of
+// different lengths, F32 and bf16 keys/values, against the CPU per sequence.
+TEST(CudaOps, AttentionSegments) {
+  REQUIRE_GPU();
+  for (auto [hq, hkv, hd, window] : {std::tuple<int, int, int, int>{16, 8, 256, 64}, {16, 1, 512, 0}})
+    for (DType kv_dt : {DType::F32, DType::BF16}) {
+      const std::vector<int64_t> lengths = {1, 37, 64, 200, 5};
+      const int64_t B = int64_t(lengths.size()), qd = int64_t(hq) * hd, kvd = int64_t(hkv) * hd;
+      Tensor q = randn({B, qd}, 0.3f);
+      std::vector<Tensor> ks, vs, kd, vd;
+      std::vector<std::vector<int64_t>> kpos(B), qpos(B), runs(B);
+      std::vector<Ops::AttnSegment> cpu_segs(B), gpu_segs(B);
+      kd.reserve(B), vd.reserve(B), ks.reserve(B), vs.reserve(B);
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t n = window > 0 ? std::min<int64_t>(lengths[b], window) : lengths[b];
+        const int64_t last = lengths[b] + 10 * b;  // the query's position
+        ks.push_back(randn({n, kvd}, 0.3f).to(kv_dt).to_f32());
+        vs.push_back(randn({n, kvd}).to(kv_dt).to_f32());
+        const int64_t r = n > 3 ? n / 3 : 0;  // rotated like a full ring
+        for (int64_t j = 0; j < n; ++j) kpos[b].push_back(last - n + 1 + (j - r + n) % n);
+        runs[b] = {n, last - n + 1, r};
+        qpos[b] = {last};
+        kd.push_back(gpu().to_device(ks[b].to(kv_dt)));
+        vd.push_back(gpu().to_device(vs[b].to(kv_dt)));
+        for (auto* seg : {&cpu_segs[b], &gpu_segs[b]}) {
+          seg->row0 = b, seg->T = 1;
+          seg->mask.q_pos = qpos[b].data();
+          seg->mask.k_pos = kpos[b].data();
+          seg->mask.window = window;
+        }
+        cpu_segs[b].k = &ks[b], cpu_segs[b].v = &vs[b];
+        gpu_segs[b].k = &kd[b], gpu_segs[b].v = &vd[b];
+        if (b % 2) gpu_segs[b].mask.k_run = runs[b].data();  // described, or found by the backend
+      }
+      Tensor want = Tensor::empty(DType::F32, q.shape), got = poisoned(q.shape);
+      cpu().attention_segments(q, cpu_segs, hq, hkv, hd, 1.f, want);
+      gpu().attention_segments(gpu().to_device(q), gpu_segs, hq, hkv, hd, 1.f, got);
+      compare(fmt::format("attention_segments {}/{} hd {} window {} {}", hq, hkv, hd, window, dtype_name(kv_dt)), got,
+              want, 2e-5f);
+    }
+}
+
 // The fused forms (ops.h) against the CPU's composition of the plain ops.
 TEST(CudaOps, FusedForms) {
   REQUIRE_GPU();

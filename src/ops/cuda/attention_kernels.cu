@@ -148,14 +148,17 @@ constexpr int64_t kDecodeMaxProbs = 2048;  // g * chunk: shared memory <= 4*(16*
 // cache's element type (float or bf16, widened on load).
 template <int PER, int MAXG, typename KV>
 __global__ void __launch_bounds__(kWarps * 32, 2)
-    attention_decode_kernel(const float* __restrict__ q, const KV* __restrict__ k, const KV* __restrict__ v,
-                            int64_t s_cap, int Hq, int Hkv, int hd, float scale, const int64_t* __restrict__ q_pos,
-                            const int64_t* __restrict__ k_pos, const int64_t* __restrict__ k_desc, int window,
+    attention_decode_kernel(const float* __restrict__ q, const DecodeSeq* __restrict__ seqs,
+                            const int32_t* __restrict__ row_seq, int64_t s_cap, int Hq, int Hkv, int hd, float scale,
+                            const int64_t* __restrict__ q_pos, const int64_t* __restrict__ k_pos, int window,
                             int64_t chunk, float* __restrict__ part_m, float* __restrict__ part_l,
                             float* __restrict__ part_acc) {
   extern __shared__ float smem[];
   const int g = Hq / Hkv, kh = blockIdx.x, split = blockIdx.y, nsplit = gridDim.y;
-  const int64_t t = blockIdx.z;
+  const int64_t t = blockIdx.z;  // query row; its sequence (keys, values, key layout) is seqs[row_seq[t]]
+  const DecodeSeq sq = seqs[row_seq ? row_seq[t] : 0];
+  const KV* __restrict__ k = static_cast<const KV*>(sq.k);
+  const KV* __restrict__ v = static_cast<const KV*>(sq.v);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float* qs = smem;                  // [g][hd]
   float* ps = qs + g * hd;           // [g][chunk]: scores, then probabilities
@@ -165,9 +168,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   for (int i = threadIdx.x; i < g * hd; i += blockDim.x) qs[i] = qrow[i];
   int64_t n = s_cap, k0 = 0, r = 0;
   if (!k_pos) {
-    n = k_desc[0] < s_cap ? k_desc[0] : s_cap;
-    k0 = k_desc[1];
-    r = k_desc[2];
+    n = sq.n < s_cap ? sq.n : s_cap;
+    k0 = sq.k0;
+    r = sq.r;
   }
   const int64_t s0 = int64_t(split) * chunk;
   const int64_t len = s0 >= n ? 0 : (s0 + chunk < n ? chunk : n - s0);
@@ -406,11 +409,11 @@ int64_t attention_decode_chunk_limit(int n_q_heads, int n_kv_heads) {
   return kDecodeMaxProbs / (n_q_heads / n_kv_heads);
 }
 
-int attention_decode(const float* q, const void* k, const void* v, bool kv_bf16, int64_t T, int64_t s_cap,
-                     int n_q_heads, int n_kv_heads, int head_dim, float scale, const int64_t* q_pos,
-                     const int64_t* k_pos, const int64_t* k_desc, int window, int nsplit, float* part_m,
-                     float* part_l, float* part_acc, float* o, cudaStream_t s) {
-  if (!attention_decode_supported(n_q_heads, n_kv_heads, head_dim) || nsplit < 1 || (!k_pos && !k_desc))
+int attention_decode(const float* q, const DecodeSeq* seqs, const int32_t* row_seq, bool kv_bf16, int64_t T,
+                     int64_t s_cap, int n_q_heads, int n_kv_heads, int head_dim, float scale, const int64_t* q_pos,
+                     const int64_t* k_pos, int window, int nsplit, float* part_m, float* part_l, float* part_acc,
+                     float* o, cudaStream_t s) {
+  if (!attention_decode_supported(n_q_heads, n_kv_heads, head_dim) || nsplit < 1 || !seqs)
     return int(cudaErrorInvalidValue);
   if (T <= 0) return 0;
   const int g = n_q_heads / n_kv_heads;
@@ -422,11 +425,9 @@ int attention_decode(const float* q, const void* k, const void* v, bool kv_bf16,
   // up to a power of two.
   auto run = [&](auto kv_zero) {
     using KV = decltype(kv_zero);
-    const KV* kk = static_cast<const KV*>(k);
-    const KV* vv = static_cast<const KV*>(v);
     auto launch = [&](auto kernel) {
-      kernel<<<grid, kWarps * 32, smem, s>>>(q, kk, vv, s_cap, n_q_heads, n_kv_heads, head_dim, scale, q_pos, k_pos,
-                                             k_desc, window, chunk, part_m, part_l, part_acc);
+      kernel<<<grid, kWarps * 32, smem, s>>>(q, seqs, row_seq, s_cap, n_q_heads, n_kv_heads, head_dim, scale, q_pos,
+                                             k_pos, window, chunk, part_m, part_l, part_acc);
     };
     const bool wide = head_dim > 256;
     if (g == 1) wide ? launch(attention_decode_kernel<16, 1, KV>) : launch(attention_decode_kernel<8, 1, KV>);

@@ -19,7 +19,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
-#include <deque>
 #include <initializer_list>
 #include <list>
 #include <type_traits>
@@ -28,6 +27,7 @@
 #include "ops/cuda/device_pool.h"
 #include "ops/cuda/kernels.h"
 #include "ops/cuda/op_profiler.h"
+#include "ops/cuda/stager.h"
 #include "ops/cuda/step_graph.h"
 #include "ops/ops.h"
 
@@ -67,86 +67,6 @@ void f32_on_device(const Tensor& t, const char* what) {
   on_device(t, what);
   G4_CHECK(t.dtype == DType::F32, "{}: activations must be F32, got {}", what, dtype_name(t.dtype));
 }
-
-// Small host arrays to the device without waiting: copied into a pinned ring, then an async copy. A region
-// of the ring is rewritten only after the copy that last read it has completed (its event).
-class Stager {
- public:
-  static constexpr size_t kBytes = size_t(32) << 20;
-  Stager() {
-    check(cudaMallocHost(&buf_, kBytes), "pinned staging buffer");
-  }
-  ~Stager() {
-    for (auto& p : pending_) cudaEventDestroy(p.ev);
-    for (auto e : spare_) cudaEventDestroy(e);
-    cudaFreeHost(buf_);
-    for (int i = 0; i < 2; ++i)
-      if (big_[i]) cudaFreeHost(big_[i]), cudaEventDestroy(big_ev_[i]);
-  }
-  void upload(void* dst, const void* src, size_t n, cudaStream_t stream) {
-    if (n > kBytes / 2) return upload_large(dst, src, n, stream);
-    const size_t len = (n + 255) / 256 * 256;
-    if (cursor_ + len > kBytes) cursor_ = 0;
-    while (!pending_.empty() && overlaps(pending_.front(), cursor_, cursor_ + len)) {
-      check(cudaEventSynchronize(pending_.front().ev), "staging wait");
-      spare_.push_back(pending_.front().ev);
-      pending_.pop_front();
-    }
-    std::memcpy(buf_ + cursor_, src, n);
-    check(cudaMemcpyAsync(dst, buf_ + cursor_, n, cudaMemcpyHostToDevice, stream), "upload");
-    cudaEvent_t ev;
-    if (spare_.empty()) check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "event");
-    else ev = spare_.back(), spare_.pop_back();
-    check(cudaEventRecord(ev, stream), "event record");
-    pending_.push_back({cursor_, cursor_ + len, ev});
-    cursor_ += len;
-  }
-
- private:
-  struct Pending {
-    size_t a, b;
-    cudaEvent_t ev;
-  };
-  static bool overlaps(const Pending& p, size_t a, size_t b) { return p.a < b && a < p.b; }
-
- public:
-  // Large host arrays (checkpoint tensors, often pages of an mmap'ed file): copied in pieces into two pinned
-  // buffers by all cores, each piece sent while the next is copied; returns when the data is on the device.
-  // (cudaMemcpy straight from pageable memory makes the driver pin the pages itself, which is slow for file
-  // mappings.)
-  void upload_large(void* dst, const void* src, size_t n, cudaStream_t stream) {
-    constexpr size_t kPiece = size_t(32) << 20;
-    for (int i = 0; i < 2; ++i)
-      if (!big_[i]) {
-        check(cudaMallocHost(&big_[i], kPiece), "pinned upload buffer");
-        check(cudaEventCreateWithFlags(&big_ev_[i], cudaEventDisableTiming), "event");
-        check(cudaEventRecord(big_ev_[i], stream), "event record");
-      }
-    for (size_t off = 0, piece = 0; off < n; off += kPiece, ++piece) {
-      const int b = int(piece % 2);
-      const size_t len = std::min(kPiece, n - off);
-      check(cudaEventSynchronize(big_ev_[b]), "upload wait");
-      const char* s = static_cast<const char*>(src) + off;
-      char* d = static_cast<char*>(big_[b]);
-#pragma omp parallel for schedule(static)
-      for (int64_t c = 0; c < int64_t((len + (1 << 20) - 1) >> 20); ++c) {
-        const size_t o = size_t(c) << 20;
-        std::memcpy(d + o, s + o, std::min<size_t>(size_t(1) << 20, len - o));
-      }
-      check(cudaMemcpyAsync(static_cast<char*>(dst) + off, big_[b], len, cudaMemcpyHostToDevice, stream), "upload");
-      check(cudaEventRecord(big_ev_[b], stream), "event record");
-    }
-    check(cudaStreamSynchronize(stream), "upload");
-  }
-
- private:
-  void* big_[2] = {nullptr, nullptr};
-  cudaEvent_t big_ev_[2] = {nullptr, nullptr};
-  char* buf_ = nullptr;
-  size_t cursor_ = 0;
-  std::deque<Pending> pending_;
-  std::vector<cudaEvent_t> spare_;
-};
 
 [[noreturn]] void no_backward(const char* op) {
   throw Error("the CUDA backend has no {} yet (training runs on the CPU backend)", op);
@@ -420,47 +340,10 @@ class CudaOps final : public Ops {
       return;
     }
     const bool step = steps_->active();
-    // Decode (few queries, no bidirectional blocks): K and V read once per KV head. Keys at rotated
-    // consecutive positions (a ring, or a contiguous cache) travel as {n, k0, r}, not as S positions; a
-    // recorded step sizes the launch for step_key_capacity(S) keys and reads n on the device.
-    if (T < kChunkedMinQueries && !mask.q_block && attention_decode_supported(n_q_heads, n_kv_heads, head_dim)) {
-      int64_t desc[3];
-      bool ring = false;
-      if (mask.k_run) {  // the caller's description; spot-checked against the positions
-        std::copy(mask.k_run, mask.k_run + 3, desc);
-        const int64_t r = desc[2];
-        ring = desc[0] == S && r >= 0 && r < S && mask.k_pos[r] == desc[1] &&
-               mask.k_pos[(r + S - 1) % S] == desc[1] + S - 1;
-        G4_CHECK(ring, "attention: k_run {{{}, {}, {}}} does not describe the {} key positions", desc[0], desc[1],
-                 desc[2], S);
-      } else {
-        ring = rotated_run(mask.k_pos, S, desc);
-      }
-      G4_CHECK(ring || !step, "attention: a recorded decode step needs keys at consecutive positions (a ring)");
-      const int64_t cap = step ? step_key_capacity(S) : S;
-      Tensor qp = upload(mask.q_pos, T);
-      Tensor kd = ring ? upload(desc, 3) : upload(mask.k_pos, S);
-      // About four blocks per SM and at least 32 keys per block, within the kernel's shared memory.
-      const int64_t blocks_per_split = int64_t(n_kv_heads) * T;
-      const int64_t want = std::max<int64_t>(1, (4 * prop_.multiProcessorCount + blocks_per_split - 1) / blocks_per_split);
-      const int64_t chunk = std::clamp<int64_t>((cap + want - 1) / want, 32,
-                                                attention_decode_chunk_limit(n_q_heads, n_kv_heads));
-      const int64_t nsplit = (cap + chunk - 1) / chunk, rows = T * n_q_heads;
-      auto part = device_block(size_t(rows) * nsplit * (2 + head_dim) * sizeof(float));
-      if (skip("attention (decode)", {P(q.data), P(k.data), P(v.data), P(o.data), uint64_t(T), uint64_t(cap),
-                                      uint64_t(n_q_heads), uint64_t(n_kv_heads), uint64_t(head_dim), F(scale),
-                                      uint64_t(mask.window), uint64_t(ring)}))
-        return;
-      float* pm = static_cast<float*>(part.get());
-      float* pl = pm + rows * nsplit;
-      float* pa = pl + rows * nsplit;
-      check_launch(attention_decode(q.ptr<float>(), k.data, v.data, kv_bf16, T, cap, n_q_heads, n_kv_heads,
-                                    head_dim, scale, qp.ptr<int64_t>(), ring ? nullptr : kd.ptr<int64_t>(),
-                                    ring ? kd.ptr<int64_t>() : nullptr, mask.window, int(nsplit), pm, pl, pa,
-                                    o.ptr<float>(), stream_),
-                   "attention (decode)");
+    // Decode (few queries, no bidirectional blocks): K and V read once per KV head (attention_decode).
+    const AttnSegment one{0, T, &k, &v, mask};
+    if (T < kChunkedMinQueries && !mask.q_block && decode_attention(q, {one}, n_q_heads, n_kv_heads, head_dim, scale, o))
       return;
-    }
     G4_CHECK(!step, "attention: only decode attention (few queries, no bidirectional blocks) can be recorded");
     Tensor qp = upload(mask.q_pos, T), kp = upload(mask.k_pos, S);
     // The paths below read F32 keys/values, except the tensor-core prefill, which reads a bf16 cache as is.
@@ -511,6 +394,15 @@ class CudaOps final : public Ops {
                                        mask.q_block ? kb.ptr<int32_t>() : nullptr, int(nsplit), pm, pl, pa,
                                        o.ptr<float>(), stream_),
                  "attention");
+  }
+
+  void attention_segments(const Tensor& q, const std::vector<AttnSegment>& segs, int n_q_heads, int n_kv_heads,
+                          int head_dim, float scale, Tensor& o) override {
+    auto prof = prof_.scope([&] { return fmt::format("attention_segments x{}", segs.size()); });
+    f32_on_device(q, "attention q");
+    f32_on_device(o, "attention output");
+    if (decode_attention(q, segs, n_q_heads, n_kv_heads, head_dim, scale, o)) return;
+    Ops::attention_segments(q, segs, n_q_heads, n_kv_heads, head_dim, scale, o);  // one launch set per sequence
   }
 
   void gelu_tanh_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
@@ -783,6 +675,83 @@ class CudaOps final : public Ops {
   // N=15360 K=3840: 35 us at M=1, 144 us at M=8, where a cuBLAS bf16 GEMM takes 36 us at M=16): with tensor
   // cores at hand (BF16 precision) they take only M = 1.
   bool gemv_rows_ok(int64_t M) const { return precision_ != Precision::BF16 || M == 1; }
+
+  // Decode attention of one or more sequences in one launch (attention_decode): every segment has few query
+  // rows, no bidirectional blocks and keys/values of one dtype on the device. Keys at rotated consecutive
+  // positions (a ring, or a contiguous cache) travel as {n, k0, r}, not as S positions; a single sequence may
+  // also give explicit positions (eager only). A recorded step sizes the launch for step_key_capacity(S) keys
+  // and reads n on the device. Returns false when the segments do not qualify (the caller falls back).
+  bool decode_attention(const Tensor& q, const std::vector<AttnSegment>& segs, int n_q_heads, int n_kv_heads,
+                        int head_dim, float scale, Tensor& o) {
+    if (segs.empty() || !attention_decode_supported(n_q_heads, n_kv_heads, head_dim)) return false;
+    const bool step = steps_->active();
+    const DType kv_dt = segs[0].k->dtype;
+    const int window = segs[0].mask.window;
+    std::vector<int64_t> table, q_pos;  // DecodeSeq records (5 x 8 bytes each), query positions by row
+    std::vector<int32_t> row_seq;
+    int64_t rows = 0, cap = 0;
+    bool explicit_keys = false;
+    for (size_t b = 0; b < segs.size(); ++b) {
+      const AttnSegment& g = segs[b];
+      if (g.T >= kChunkedMinQueries || g.mask.q_block || g.k->dtype != kv_dt || g.v->dtype != kv_dt ||
+          g.mask.window != window || g.k->device != Device::CUDA || g.v->device != Device::CUDA)
+        return false;
+      const int64_t S = g.k->numel() / (int64_t(n_kv_heads) * head_dim);
+      if (S == 0 || g.row0 != rows) return false;
+      int64_t desc[3];
+      bool ring = false;
+      if (g.mask.k_run) {  // the caller's description; spot-checked against the positions
+        std::copy(g.mask.k_run, g.mask.k_run + 3, desc);
+        const int64_t r = desc[2];
+        ring = desc[0] == S && r >= 0 && r < S && g.mask.k_pos[r] == desc[1] &&
+               g.mask.k_pos[(r + S - 1) % S] == desc[1] + S - 1;
+        G4_CHECK(ring, "attention: k_run {{{}, {}, {}}} does not describe the {} key positions", desc[0], desc[1],
+                 desc[2], S);
+      } else {
+        ring = rotated_run(g.mask.k_pos, S, desc);
+      }
+      if (!ring) {
+        if (step || segs.size() > 1) {
+          G4_CHECK(!step, "attention: a recorded decode step needs keys at consecutive positions (a ring)");
+          return false;
+        }
+        explicit_keys = true;
+        desc[0] = S, desc[1] = 0, desc[2] = 0;
+      }
+      table.insert(table.end(), {int64_t(reinterpret_cast<uintptr_t>(g.k->data)),
+                                 int64_t(reinterpret_cast<uintptr_t>(g.v->data)), desc[0], desc[1], desc[2]});
+      for (int64_t t = 0; t < g.T; ++t) q_pos.push_back(g.mask.q_pos[t]), row_seq.push_back(int32_t(b));
+      rows += g.T;
+      cap = std::max(cap, step ? step_key_capacity(S) : S);
+    }
+    G4_CHECK(q.numel() == rows * n_q_heads * head_dim && o.numel() == q.numel(),
+             "attention: q {} / o {} for {} query rows", shape_str(q.shape), shape_str(o.shape), rows);
+    Tensor dtable = upload(table.data(), int64_t(table.size()));
+    Tensor dqp = upload(q_pos.data(), rows);
+    Tensor drs = segs.size() > 1 ? upload(row_seq.data(), rows) : Tensor{};
+    Tensor dkp = explicit_keys ? upload(segs[0].mask.k_pos, cap) : Tensor{};
+    // About four blocks per SM and at least 32 keys per block, within the kernel's shared memory.
+    const int64_t blocks_per_split = int64_t(n_kv_heads) * rows;
+    const int64_t want = std::max<int64_t>(1, (4 * prop_.multiProcessorCount + blocks_per_split - 1) / blocks_per_split);
+    const int64_t chunk =
+        std::clamp<int64_t>((cap + want - 1) / want, 32, attention_decode_chunk_limit(n_q_heads, n_kv_heads));
+    const int64_t nsplit = (cap + chunk - 1) / chunk, qrows = rows * n_q_heads;
+    auto part = device_block(size_t(qrows) * nsplit * (2 + head_dim) * sizeof(float));
+    if (skip("attention (decode)", {P(q.data), P(o.data), uint64_t(rows), uint64_t(segs.size()), uint64_t(cap),
+                                    uint64_t(n_q_heads), uint64_t(n_kv_heads), uint64_t(head_dim), F(scale),
+                                    uint64_t(window), uint64_t(explicit_keys), uint64_t(kv_dt == DType::BF16)}))
+      return true;
+    float* pm = static_cast<float*>(part.get());
+    float* pl = pm + qrows * nsplit;
+    float* pa = pl + qrows * nsplit;
+    check_launch(attention_decode(q.ptr<float>(), reinterpret_cast<const DecodeSeq*>(dtable.data),
+                                  segs.size() > 1 ? drs.ptr<int32_t>() : nullptr, kv_dt == DType::BF16, rows, cap,
+                                  n_q_heads, n_kv_heads, head_dim, scale, dqp.ptr<int64_t>(),
+                                  explicit_keys ? dkp.ptr<int64_t>() : nullptr, window, int(nsplit), pm, pl, pa,
+                                  o.ptr<float>(), stream_),
+                 "attention (decode)");
+    return true;
+  }
 
   static uint64_t P(const void* p) { return uint64_t(reinterpret_cast<uintptr_t>(p)); }
   static uint64_t F(float f) {

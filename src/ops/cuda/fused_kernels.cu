@@ -44,30 +44,39 @@ __global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, i
 
 constexpr int kMaxHead = 512;
 
-__global__ void rmsnorm_rope_kernel(float* x, const void* w, int wdt, int n_heads, int hd, float eps,
-                                    const int64_t* pos, const float* inv_freq) {
-  __shared__ float v[kMaxHead];
-  const int64_t th = blockIdx.x;  // t * n_heads + h
-  const int64_t t = th / n_heads;
-  float* r = x + th * hd;
+// One head of one row: raw[] (shared memory) gets the head's values; returns 1 / rms.
+__device__ float load_head_rms(const float* r, float* raw, int hd, float eps) {
   float ss = 0.f;
   for (int i = threadIdx.x; i < hd; i += blockDim.x) {
     const float a = r[i];
-    v[i] = a;
+    raw[i] = a;
     ss += a * a;
   }
-  ss = block_sum(ss);  // also orders the writes of v[] before the reads below
-  const float inv = 1.0f / sqrtf(ss / float(hd) + eps);
+  ss = block_sum(ss);  // also orders the writes of raw[] before the reads that follow
+  return 1.0f / sqrtf(ss / float(hd) + eps);
+}
+
+// r = rope(raw * inv * w) at position p (half-split pairs j, j + hd/2).
+__device__ void write_norm_rope(float* r, const float* raw, float inv, const void* w, int wdt, int hd, float p,
+                                const float* inv_freq) {
   const int half = hd / 2;
-  const float p = float(pos[t]);
   for (int j = threadIdx.x; j < half; j += blockDim.x) {
-    const float a = v[j] * inv * ldw(w, wdt, j), b = v[j + half] * inv * ldw(w, wdt, j + half);
+    const float a = raw[j] * inv * ldw(w, wdt, j), b = raw[j + half] * inv * ldw(w, wdt, j + half);
     const float ang = p * inv_freq[j];
     const float c = cosf(ang), sn = sinf(ang);
     r[j] = a * c - b * sn;
     r[j + half] = b * c + a * sn;
   }
-  if ((hd & 1) && threadIdx.x == 0) r[hd - 1] = v[hd - 1] * inv * ldw(w, wdt, hd - 1);
+  if ((hd & 1) && threadIdx.x == 0) r[hd - 1] = raw[hd - 1] * inv * ldw(w, wdt, hd - 1);
+}
+
+__global__ void rmsnorm_rope_kernel(float* x, const void* w, int wdt, int n_heads, int hd, float eps,
+                                    const int64_t* pos, const float* inv_freq) {
+  __shared__ float raw[kMaxHead];
+  const int64_t th = blockIdx.x;  // t * n_heads + h
+  float* r = x + th * hd;
+  const float inv = load_head_rms(r, raw, hd, eps);
+  write_norm_rope(r, raw, inv, w, wdt, hd, float(pos[th / n_heads]), inv_freq);
 }
 
 // The attention inputs of one layer (ops.h qkv_norm_rope): block b = (row t, head slot h) over the q heads,
@@ -85,14 +94,7 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
   if (h < nq) r = q + (t * nq + h) * hd, w = wq;
   else if (h < nq + nkv) r = k + (t * nkv + h - nq) * hd, w = wk;
   else r = v + (t * nkv + h - nq - nkv) * hd;
-  float ss = 0.f;
-  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-    const float a = r[i];
-    raw[i] = a;
-    ss += a * a;
-  }
-  ss = block_sum(ss);  // also orders the writes of raw[] before the reads below
-  const float inv = 1.0f / sqrtf(ss / float(hd) + eps);
+  const float inv = load_head_rms(r, raw, hd, eps);
   if (!w) {  // a v head: weightless norm, no rotation
     for (int i = threadIdx.x; i < hd; i += blockDim.x) r[i] = raw[i] * inv;
     return;
@@ -101,16 +103,7 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
     float* vr = v + (t * nkv + h - nq) * hd;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) vr[i] = raw[i] * inv;
   }
-  const int half = hd / 2;
-  const float p = float(pos[t]);
-  for (int j = threadIdx.x; j < half; j += blockDim.x) {
-    const float a = raw[j] * inv * ldw(w, wdt, j), b = raw[j + half] * inv * ldw(w, wdt, j + half);
-    const float ang = p * inv_freq[j];
-    const float c = cosf(ang), sn = sinf(ang);
-    r[j] = a * c - b * sn;
-    r[j + half] = b * c + a * sn;
-  }
-  if ((hd & 1) && threadIdx.x == 0) r[hd - 1] = raw[hd - 1] * inv * ldw(w, wdt, hd - 1);
+  write_norm_rope(r, raw, inv, w, wdt, hd, float(pos[t]), inv_freq);
 }
 
 constexpr int kWarps = 8;

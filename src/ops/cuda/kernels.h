@@ -63,19 +63,24 @@ int attention_split(const float* q, const float* k, const float* v, int64_t T, i
                     int n_kv_heads, int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
                     const int32_t* q_block, const int32_t* k_block, int nsplit, float* part_m, float* part_l,
                     float* part_acc, float* o, cudaStream_t s);
-// Decode attention (few queries; no bidirectional blocks; Hq / Hkv <= 16, head_dim <= 512): one block per
-// (KV head, key slice, query) reads the slice's K and V once for all query heads of the KV head, then
-// attention_merge. Keys: explicit positions k_pos [s_cap], or (k_pos null) k_desc on the device = {n, k0, r}:
-// key j < n at position k0 + (j - r + n) % n (a ring; r = 0: consecutive), keys >= n absent. The grid is sized
-// by s_cap and `nsplit` (the slice, ceil(s_cap / nsplit), must be <= attention_decode_chunk_limit), so a
-// recorded launch stays valid while n changes. Scratch as attention_split.
+// Decode attention (few query rows, possibly of several sequences; no bidirectional blocks; Hq / Hkv <= 16,
+// head_dim <= 512): one block per (KV head, key slice, query row) reads the slice's K and V once for all query
+// heads of the KV head, then attention_merge. Query row t belongs to sequence seqs[row_seq[t]] (row_seq null:
+// seqs[0]): its keys/values and key layout, key j < n at position k0 + (j - r + n) % n (a ring; r = 0:
+// consecutive), keys >= n absent; or, with k_pos (one sequence), explicit positions k_pos [s_cap]. The grid is
+// sized by s_cap >= every n and `nsplit` (the slice, ceil(s_cap / nsplit), must be <=
+// attention_decode_chunk_limit), so a recorded launch stays valid while n changes. Scratch as attention_split.
+struct DecodeSeq {
+  const void* k;  // [rows, Hkv * head_dim]: F32, or BF16 (kv_bf16: a bf16 KV cache, widened on load)
+  const void* v;
+  int64_t n, k0, r;
+};
 bool attention_decode_supported(int n_q_heads, int n_kv_heads, int head_dim);
 int64_t attention_decode_chunk_limit(int n_q_heads, int n_kv_heads);
-// k, v: F32, or BF16 (kv_bf16: a bf16 KV cache, widened on load).
-int attention_decode(const float* q, const void* k, const void* v, bool kv_bf16, int64_t T, int64_t s_cap,
-                     int n_q_heads, int n_kv_heads, int head_dim, float scale, const int64_t* q_pos,
-                     const int64_t* k_pos, const int64_t* k_desc, int window, int nsplit, float* part_m,
-                     float* part_l, float* part_acc, float* o, cudaStream_t s);
+int attention_decode(const float* q, const DecodeSeq* seqs, const int32_t* row_seq, bool kv_bf16, int64_t T,
+                     int64_t s_cap, int n_q_heads, int n_kv_heads, int head_dim, float scale, const int64_t* q_pos,
+                     const int64_t* k_pos, int window, int nsplit, float* part_m, float* part_l, float* part_acc,
+                     float* o, cudaStream_t s);
 // dst rows [row, row + n) = src rows [0, n), and the same for (src2, dst2) when given (a KV cache append of
 // keys and values); rows of `row_bytes` (a multiple of 4); row read from the device.
 int copy_rows_at(const void* src, void* dst, const void* src2, void* dst2, const int64_t* row, int64_t n,
