@@ -33,7 +33,7 @@ void linear_reference(const float* x, int64_t M, int64_t K, const void* w, DType
 // Portable fallback: one converted weight row at a time, reused for all M rows.
 static void linear_scalar(const float* x, int64_t M, int64_t K, const void* w, DType wdt, int64_t N, float* y,
                           const float* bias) {
-#pragma omp parallel
+#pragma omp parallel if (M * N * K >= (int64_t(1) << 17))  // tiny work: the calling thread alone
   {
     std::vector<float> row(K);
 #pragma omp for schedule(static)

@@ -124,6 +124,12 @@ inline void gemv_rows(const float* x, int64_t K, const void* w, int64_t nb, int6
   for (; n < ne; ++n) gemv_tile<WT, MB, 1, false>(x, K, w, n, N, y, bias);
 }
 
+// Below this many multiply-adds a matmul runs on the calling thread: a parallel region costs more than the
+// work, and on a busy machine (ctest -j2 on 2 cores) threads spinning at the barrier of thousands of tiny
+// regions can stall each other for whole time slices. Every output is computed by one thread either way, so
+// results do not depend on the choice.
+constexpr int64_t kParallelMacs = int64_t(1) << 17;
+
 template <int WT>
 void gemv(const float* x, int64_t M, int64_t K, const void* w, int64_t N, float* y, const float* bias) {
   // Contiguous chunks of rows handed out dynamically (a thread that is descheduled on a busy machine
@@ -132,7 +138,7 @@ void gemv(const float* x, int64_t M, int64_t K, const void* w, int64_t N, float*
   int64_t chunk = N / (8 * nt);
   chunk = chunk < 64 ? 64 : (chunk + 7) / 8 * 8;
   const int64_t n_chunks = (N + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (M * N * K >= kParallelMacs)
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t nb = c * chunk, ne = nb + chunk < N ? nb + chunk : N;
     if (M == 1) {
@@ -284,7 +290,7 @@ void gemm(const float* x, int64_t M, int64_t K, const void* w, int64_t N, float*
   const int64_t n_panels = (M + MR - 1) / MR;
   float* Ap = tls_a.get(size_t(n_panels) * K * MR);  // the calling thread's buffer, shared by the team
   const int64_t n_groups = (N + NR - 1) / NR;        // 16-column groups
-#pragma omp parallel
+#pragma omp parallel if (M * N * K >= kParallelMacs)
   {
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < n_panels; ++p) pack_a_panel(x, M, K, p, Ap);
