@@ -30,7 +30,7 @@ std::vector<int64_t> next_tokens(Model& model, Tensor& logits, const std::vector
   if (same_suppress && model.ops().choose_tokens(logits, rows, suppress, ids)) return ids;
   Tensor host = model.ops().to_host(logits);
   for (size_t b = 0; b < samplers.size(); ++b)
-    ids.push_back(Sampler::pick(samplers[b]->params(), host.ptr<float>() + int64_t(b) * V, V, rows[b].uniform));
+    ids.push_back(samplers[b]->pick(host.ptr<float>() + int64_t(b) * V, V, rows[b].uniform));
   return ids;
 }
 

@@ -17,13 +17,15 @@ double Sampler::draw() {
   return p_.temperature == 0.0 ? 0.0 : std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
 }
 
-int64_t Sampler::pick(const SamplingParams& p, float* logits, int64_t vocab, double r) {
+int64_t Sampler::pick(float* logits, int64_t vocab, double r) {
+  const SamplingParams& p = p_;
   for (int64_t id : p.suppress_tokens)
     if (id >= 0 && id < vocab) logits[id] = -INFINITY;
   if (p.temperature == 0.0) return std::max_element(logits, logits + vocab) - logits;
 
   float inv_t = float(1.0 / p.temperature);
-  std::vector<std::pair<float, int64_t>> cand;
+  auto& cand = cand_;
+  cand.clear();
   cand.reserve(vocab);
   for (int64_t i = 0; i < vocab; ++i)
     if (logits[i] != -INFINITY) cand.push_back({logits[i] * inv_t, i});

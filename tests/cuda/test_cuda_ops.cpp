@@ -872,6 +872,7 @@ TEST(CudaSampling, ChooseTokensMatchesHostSampler) {
           for (int rep = 0; rep < 3; ++rep) {
             std::vector<Ops::TokenChoice> rows;
             std::vector<int64_t> want;
+            Sampler host_sampler(p);
             Tensor host = logits.to_f32();
             if (suppress)  // make a suppressed id the maximum of row 0: it must still never be chosen
               host.ptr<float>()[5] = 50.f;
@@ -879,7 +880,7 @@ TEST(CudaSampling, ChooseTokensMatchesHostSampler) {
             for (int64_t b = 0; b < B; ++b) {
               const double u = uni(rng());
               rows.push_back({p.temperature, p.top_k, p.top_p, u});
-              want.push_back(Sampler::pick(p, host.ptr<float>() + b * V, V, u));
+              want.push_back(host_sampler.pick(host.ptr<float>() + b * V, V, u));
             }
             std::vector<int64_t> got;
             ASSERT_TRUE(gpu().choose_tokens(dev, rows, p.suppress_tokens, got));

@@ -60,7 +60,6 @@ void StepGraphs::begin(uint64_t key) {
   if (g.broken || ++g.seen < 2) return;  // the first occurrence runs eagerly
   began_ = std::chrono::steady_clock::now();
   cur_ = &g;
-  cur_key_ = key;
   op_i_ = block_i_ = upload_i_ = 0;
   g.upload_used = 0;
   if (g.exec) {

@@ -84,7 +84,6 @@ class StepGraphs {
   Mode mode_ = Mode::Eager;
   std::map<uint64_t, std::unique_ptr<Graph>> graphs_;
   Graph* cur_ = nullptr;
-  uint64_t cur_key_ = 0;
   size_t op_i_ = 0, block_i_ = 0, upload_i_ = 0;
   void collect_timing(Graph& g) const;
   uint64_t clock_ = 0;
