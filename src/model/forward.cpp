@@ -260,6 +260,14 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
     }
     Tensor o = rows_view(obuf, T, qd);
     std::vector<Ops::AttnSegment> attn(B);
+    // A batched decode step (one row per sequence) appends every sequence's K/V row in one store_kv_rows.
+    const bool row_appends = B > 1 && T == int64_t(B);
+    std::vector<Ops::KVRow> kv_rows;
+    auto append = [&](KVCache& cache, int64_t pos0, const Tensor& kb, const Tensor& vb) {
+      if (!row_appends) return cache.append(int(li), pos0, kb, vb);
+      KVCache::RowSlot slot = cache.append_slot(int(li), pos0);
+      kv_rows.push_back({kb, vb, slot.k, slot.v, slot.row});
+    };
     for (size_t b = 0; b < B; ++b) {
       const Segment& g = segs[b];
       KVCache& cache = *g.cache;
@@ -272,7 +280,7 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
         const Tensor kb = k.slice_rows(g.row0, g.row0 + Tb), vb = v.slice_rows(g.row0, g.row0 + Tb);
         KeySet& set = keysets[li][b];
         if (!cache.is_ring(int(li))) {
-          cache.append(int(li), pos0, kb, vb);
+          append(cache, pos0, kb, vb);
           set.k = cache.k_all(int(li));
           set.v = cache.v_all(int(li));
           KeyPositions& kp = full_keys[b];
@@ -286,7 +294,7 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
         } else if (Tb == 1) {
           // Decode step: the new key evicts the one position the query can no longer see, so append first
           // and attend over the ring's slots in place (no gather copy).
-          cache.append(int(li), pos0, kb, vb);
+          append(cache, pos0, kb, vb);
           set.k = cache.ring_k(int(li));
           set.v = cache.ring_v(int(li));
           KeyPositions& kp = ring_keys[b];
@@ -321,6 +329,7 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
       a.mask.k_run = ks->is_run ? ks->run.data() : nullptr;
       a.mask.window = s.type == LayerType::Sliding ? tc.sliding_window : 0;
     }
+    if (!kv_rows.empty()) ops.store_kv_rows(kv_rows);
     // Every sequence attends to its own keys; scale 1.0 (§2.4.2).
     if (B == 1) ops.attention(q, *attn[0].k, *attn[0].v, nq, nkv, hd, 1.0f, attn[0].mask, o);
     else ops.attention_segments(q, attn, nq, nkv, hd, 1.0f, o);

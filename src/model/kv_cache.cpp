@@ -96,6 +96,21 @@ void KVCache::append(int layer, int64_t pos0, const Tensor& k, const Tensor& v) 
   L.start_pos = end - L.count;
 }
 
+KVCache::RowSlot KVCache::append_slot(int layer, int64_t pos0) {
+  Layer& L = layers_.at(layer);
+  G4_CHECK(L.kv_dim > 0, "KV cache: layer {} has no cache entry", layer);
+  G4_CHECK(pos0 == L.start_pos + L.count, "KV cache: layer {} appends position {} but holds up to {}", layer, pos0,
+           L.start_pos + L.count);
+  if (L.capacity == 0) {
+    if (L.count + 1 > L.rows) grow(L, std::max<int64_t>({L.count + 1, 2 * L.rows, 64}));
+    return {&L.k, &L.v, L.count++};
+  }
+  const int64_t slot = pos0 % L.capacity;  // as append(): the ring slot of the position
+  L.count = std::min<int64_t>(L.capacity, pos0 + 1 - L.start_pos);
+  L.start_pos = pos0 + 1 - L.count;
+  return {&L.k, &L.v, slot};
+}
+
 int64_t KVCache::gather(int layer, Tensor& k_out, Tensor& v_out, std::vector<int64_t>& pos) const {
   const Layer& L = layers_.at(layer);
   G4_CHECK(k_out.numel() >= L.count * L.kv_dim && v_out.numel() >= L.count * L.kv_dim,

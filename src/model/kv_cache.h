@@ -40,6 +40,14 @@ class KVCache {
   // position `pos0` == the layer's next position (before advance()). Sliding layers keep only the newest
   // `window` positions.
   void append(int layer, int64_t pos0, const Tensor& k, const Tensor& v);
+  // A one-position append whose row the caller writes (a batched decode step writes every sequence's row in
+  // one Ops::store_kv_rows): the bookkeeping of append(layer, pos0, 1 row), returning where the row goes.
+  struct RowSlot {
+    Tensor* k;
+    Tensor* v;
+    int64_t row;
+  };
+  RowSlot append_slot(int layer, int64_t pos0);
   // Copies the held positions of `layer` (oldest first) into rows [0, n) of k_out/v_out ([>= n, kv_dim],
   // on the cache's device, F32 or the cache's dtype) and their positions into pos; returns n.
   int64_t gather(int layer, Tensor& k_out, Tensor& v_out, std::vector<int64_t>& pos) const;

@@ -214,6 +214,17 @@ class Ops {
     return false;
   }
 
+  // Several KV cache appends of one row each (a batched decode step: one per sequence), see store_kv.
+  struct KVRow {
+    Tensor k, v;  // [1, width] rows to store
+    Tensor* cache_k;
+    Tensor* cache_v;
+    int64_t row;
+  };
+  virtual void store_kv_rows(const std::vector<KVRow>& rows) {
+    for (const KVRow& r : rows) store_kv(r.k, r.v, *r.cache_k, *r.cache_v, r.row);
+  }
+
   // ---- Backward (training). Gradients are F32. "accumulate" adds into the output instead of writing it.
   // For y = x . w^T: dx (= or +=) dy . w; dw += dy^T . x (dx, dw may be null).
   virtual void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, bool accumulate_dx,

@@ -504,6 +504,32 @@ class CudaOps final : public Ops {
                  "linear_gelu_mul");
   }
 
+  void store_kv_rows(const std::vector<KVRow>& rows) override {
+    auto prof = prof_.scope([&] { return fmt::format("store_kv_rows x{}", rows.size()); });
+    if (rows.empty()) return;
+    const int64_t width = rows[0].k.numel();
+    const DType dst_dt = rows[0].cache_k->dtype;
+    bool ok = dst_dt == DType::F32 || dst_dt == DType::BF16;
+    std::vector<int64_t> table;
+    for (const KVRow& r : rows) {
+      ok = ok && r.k.dtype == DType::F32 && r.v.dtype == DType::F32 && r.k.numel() == width && r.v.numel() == width &&
+           r.k.device == Device::CUDA && r.v.device == Device::CUDA && r.cache_k->device == Device::CUDA &&
+           r.cache_k->dtype == dst_dt && r.cache_v->dtype == dst_dt && r.cache_k->ndim() == 2 &&
+           r.cache_k->dim(1) == width && r.cache_v->shape == r.cache_k->shape && r.row >= 0 &&
+           r.row < r.cache_k->dim(0);
+      table.insert(table.end(), {int64_t(reinterpret_cast<uintptr_t>(r.k.data)),
+                                 int64_t(reinterpret_cast<uintptr_t>(r.v.data)),
+                                 int64_t(reinterpret_cast<uintptr_t>(r.cache_k->data)),
+                                 int64_t(reinterpret_cast<uintptr_t>(r.cache_v->data)), r.row});
+    }
+    if (!ok) return Ops::store_kv_rows(rows);  // one store_kv per row
+    Tensor dtable = upload(table.data(), int64_t(table.size()));
+    if (skip("store_kv_rows", {uint64_t(rows.size()), uint64_t(width), uint64_t(dst_dt == DType::BF16)})) return;
+    check_launch(cuda::store_kv_rows(dtable.ptr<int64_t>(), int64_t(rows.size()), width, dst_dt == DType::BF16,
+                                     stream_),
+                 "store_kv_rows");
+  }
+
   void linear_qkv(const Tensor& x, const Tensor& wq, const Tensor& wk, const Tensor* wv, Tensor& q, Tensor& k,
                   Tensor* v) override {
     const int64_t K = x.dim(-1), M = x.numel() / std::max<int64_t>(1, K);

@@ -2,6 +2,7 @@
 // (GEMV / tiled GEMM for weights the 16-byte GEMV and cuBLAS paths do not take). Weights are read in their
 // stored dtype (F32/BF16/F16) and widened in registers. Attention lives in attention_kernels.cu.
 #include <cuda_fp16.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -189,6 +190,19 @@ __global__ void scale_kernel(float* x, int64_t n, float scalar, const void* sdev
   G4_GRID_LOOP(i, n) x[i] *= sv;
 }
 __global__ void softcap_kernel(float* x, int64_t n, float cap) { G4_GRID_LOOP(i, n) x[i] = cap * tanhf(x[i] / cap); }
+// Batched KV appends: table [n, 5] = (src_k, src_v, dst_k, dst_v, row) per sequence; blockIdx.z = sequence,
+// blockIdx.y = keys / values; F32 rows of `width` into F32 or BF16 (DST) tables.
+template <typename DST>
+__global__ void store_kv_rows_kernel(const int64_t* table, int64_t width) {
+  const int64_t* e = table + int64_t(blockIdx.z) * 5;
+  const float* src = reinterpret_cast<const float*>(e[blockIdx.y]);
+  DST* dst = reinterpret_cast<DST*>(e[2 + blockIdx.y]) + e[4] * width;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < width; i += int64_t(gridDim.x) * blockDim.x) {
+    if constexpr (sizeof(DST) == 2) dst[i] = __float2bfloat16_rn(src[i]);
+    else dst[i] = src[i];
+  }
+}
+
 // 32-bit words: dst starts at row *row (read on the device); blockIdx.y picks the pair.
 __global__ void copy_rows_at_kernel(const uint32_t* src, uint32_t* dst, const uint32_t* src2, uint32_t* dst2,
                                     const int64_t* row, int64_t row_words, int64_t n) {
@@ -274,6 +288,14 @@ int copy_rows_at(const void* src, void* dst, const void* src2, void* dst2, const
                                             static_cast<const uint32_t*>(src2), static_cast<uint32_t*>(dst2), row,
                                             row_bytes / 4, words);
   }
+  return last();
+}
+
+int store_kv_rows(const int64_t* table, int64_t n, int64_t width, bool dst_bf16, cudaStream_t s) {
+  if (n <= 0 || width <= 0) return 0;
+  const dim3 grid{unsigned((width + 255) / 256), 2u, unsigned(n)};
+  if (dst_bf16) store_kv_rows_kernel<__nv_bfloat16><<<grid, 256, 0, s>>>(table, width);
+  else store_kv_rows_kernel<float><<<grid, 256, 0, s>>>(table, width);
   return last();
 }
 

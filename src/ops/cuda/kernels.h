@@ -85,6 +85,9 @@ int attention_decode(const float* q, const DecodeSeq* seqs, const int32_t* row_s
 // keys and values); rows of `row_bytes` (a multiple of 4); row read from the device.
 int copy_rows_at(const void* src, void* dst, const void* src2, void* dst2, const int64_t* row, int64_t n,
                  int64_t row_bytes, cudaStream_t s);
+// Batched KV appends (ops.h store_kv_rows): table [n, 5] on the device = (src_k, src_v, dst_k, dst_v, row) per
+// sequence, F32 source rows of `width` into F32 or BF16 (dst_bf16) cache tables.
+int store_kv_rows(const int64_t* table, int64_t n, int64_t width, bool dst_bf16, cudaStream_t s);
 // ---- sampling.cu: next token of each row of logits [B, V] (modified: suppressed ids -> -inf). params [B, 4]
 // = (temperature, top_k, top_p, uniform draw) per row; out [B] (-1: every token suppressed).
 int choose_tokens(float* logits, int64_t B, int64_t V, const double* params, const int64_t* suppress, int n_suppress,
