@@ -11,10 +11,13 @@
 //        bench_cuda --shrink 16      the 12B op sequence with tiny widths: the host-bound ceiling of decode
 //        bench_cuda --load-test DIR  write a random 12B checkpoint to DIR (once; use a tmpfs), time Model::load
 // GEMMA4_CUDA_PROFILE=1 adds a per-op GPU/host time table (src/ops/cuda/op_profiler.h).
+// GEMMA4_BENCH_PROFILE_STEP=1 brackets one eager decode step per context with cudaProfilerStart/Stop:
+//   ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum bench_cuda ...
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +34,7 @@
 #include "ops/ops.h"
 
 #ifdef GEMMA4_HAS_CUDA
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #endif
 
@@ -368,6 +372,8 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     size_t peak_all = 0;
+    const char* ps = std::getenv("GEMMA4_BENCH_PROFILE_STEP");
+    const bool profile_step = ps && *ps && *ps != '0';
     for (int64_t C : contexts) {
       m.ops().release_cached_memory();
       m.ops().reset_memory_peak();
@@ -386,10 +392,15 @@ int main(int argc, char** argv) {
         m.ops().set_step_recording(graphs);
         std::vector<double> times;
         for (int s = 0; s < decode; ++s) {
+          // GEMMA4_BENCH_PROFILE_STEP=1: the middle eager step inside cudaProfilerStart/Stop, for
+          // `ncu --profile-from-start off` (per-kernel times of one decode step).
+          const bool profiled = !graphs && s == decode / 2 && profile_step;
+          if (profiled) cudaDeviceSynchronize(), cudaProfilerStart();
           double b = now();
           Tensor d = m.forward({id}, c, nullptr, false, nullptr, /*logits_on_device=*/true);
           id = greedy(d)[0];
           times.push_back(now() - b);
+          if (profiled) cudaProfilerStop();
         }
         m.ops().set_step_recording(true);
         std::sort(times.begin(), times.end());

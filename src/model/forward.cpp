@@ -309,8 +309,9 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
         } else {
           // The held window (oldest first) followed by this call's keys, assembled contiguously.
           const int64_t n = cache.held(int(li));
-          set.k = ops.alloc(DType::F32, {n + Tb, kvd});
-          set.v = ops.alloc(DType::F32, {n + Tb, kvd});
+          // In the cache's dtype: a bf16 cache gives the attention bf16 keys and values, as its other paths do.
+          set.k = ops.alloc(cache.dtype(), {n + Tb, kvd});
+          set.v = ops.alloc(cache.dtype(), {n + Tb, kvd});
           auto pos = std::make_shared<std::vector<int64_t>>();
           cache.gather(int(li), set.k, set.v, *pos);
           Tensor kd = set.k.slice_rows(n, n + Tb), vd = set.v.slice_rows(n, n + Tb);

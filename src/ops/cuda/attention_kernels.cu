@@ -273,6 +273,8 @@ __global__ void __launch_bounds__(kWarps * 32)
                            int hd, float* o) {
   __shared__ float red[kWarps][64];
   __shared__ float s_M, s_invL;
+  pdl_wait();
+  pdl_trigger();
   const int64_t row = blockIdx.x;
   const int d_base = blockIdx.y * 64;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -365,6 +367,8 @@ __global__ void bf16_to_f32_kernel(const __nv_bfloat16* __restrict__ x, float* _
 // Rows of F32 into a BF16 table at row *row (read on the device); blockIdx.y picks the pair.
 __global__ void store_rows_bf16_kernel(const float* src, __nv_bfloat16* dst, const float* src2, __nv_bfloat16* dst2,
                                        const int64_t* row, int64_t width, int64_t n) {
+  pdl_wait();
+  pdl_trigger();
   const float* s = blockIdx.y ? src2 : src;
   __nv_bfloat16* d = (blockIdx.y ? dst2 : dst) + *row * width;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -374,10 +378,16 @@ __global__ void store_rows_bf16_kernel(const float* src, __nv_bfloat16* dst, con
 void attention_merge(const float* part_m, const float* part_l, const float* part_acc, int64_t rows, int nsplit,
                      int Hq, int hd, float* o, cudaStream_t s) {
   const dim3 grid{unsigned(rows), unsigned((hd + 63) / 64)};
-  attention_merge_kernel<<<grid, kWarps * 32, 0, s>>>(part_m, part_l, part_acc, nsplit, Hq, hd, o);
+  launch_pdl(attention_merge_kernel, grid, dim3(kWarps * 32), 0, s, part_m, part_l, part_acc, nsplit, Hq, hd, o);
 }
 
 }  // namespace
+
+int attention_merge_partials(const float* part_m, const float* part_l, const float* part_acc, int64_t rows, int nsplit,
+                             int Hq, int hd, float* o, cudaStream_t s) {
+  if (rows > 0) attention_merge(part_m, part_l, part_acc, rows, nsplit, Hq, hd, o, s);
+  return int(cudaGetLastError());
+}
 
 int attention_split(const float* q, const float* k, const float* v, int64_t T, int64_t S, int n_q_heads,
                     int n_kv_heads, int head_dim, float scale, const int64_t* q_pos, const int64_t* k_pos, int window,
@@ -470,8 +480,8 @@ int store_rows_bf16(const float* src, void* dst, const float* src2, void* dst2, 
   int64_t blocks = (total + 255) / 256;
   if (blocks > 65535) blocks = 65535;
   const dim3 grid{unsigned(blocks), src2 ? 2u : 1u};
-  store_rows_bf16_kernel<<<grid, 256, 0, s>>>(src, static_cast<__nv_bfloat16*>(dst), src2,
-                                              static_cast<__nv_bfloat16*>(dst2), row, width, total);
+  launch_pdl(store_rows_bf16_kernel, grid, dim3(256), 0, s, src, static_cast<__nv_bfloat16*>(dst), src2,
+             static_cast<__nv_bfloat16*>(dst2), row, width, total);
   return int(cudaGetLastError());
 }
 

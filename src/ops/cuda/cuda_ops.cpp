@@ -80,6 +80,9 @@ class CudaOps final : public Ops {
     check(cudaStreamCreate(&stream_), "stream");  // a blocking stream: synchronous copies still wait for it
     steps_ = std::make_unique<StepGraphs>(stream_, pool_);
     prof_.set_stream(stream_);
+    decode_counters_ = pool_->allocate(kDecodeCounters * sizeof(unsigned));
+    check(cudaMemsetAsync(decode_counters_.get(), 0, kDecodeCounters * sizeof(unsigned), stream_),
+          "decode attention counters");
 #ifdef GEMMA4_HAS_CUBLAS
     G4_CHECK(cublasCreate(&blas_) == CUBLAS_STATUS_SUCCESS, "cuBLAS: cublasCreate failed");
     cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH);  // exact fp32 (no TF32) for the fp32 parity mode
@@ -359,6 +362,17 @@ class CudaOps final : public Ops {
       kb = upload(mask.k_block, S);
     }
 #ifdef GEMMA4_HAS_CUBLAS
+    // Prefill in bf16 precision: the fused tensor-core kernel (flash_attention.cu) for head_dim 256/512
+    // (GEMMA4_CUDA_FLASH=0: the chunked cuBLAS path below instead).
+    if (precision_ == Precision::BF16 && T >= kChunkedMinQueries && flash_ &&
+        flash_attention_supported(n_q_heads, n_kv_heads, head_dim)) {
+      FlashAttention fa{q.ptr<float>(), k.data, v.data, o.ptr<float>(), T, S, n_q_heads, n_kv_heads, head_dim, scale,
+                        qp.ptr<int64_t>(), kp.ptr<int64_t>(), mask.window,
+                        mask.q_block ? qb.ptr<int32_t>() : nullptr, mask.q_block ? kb.ptr<int32_t>() : nullptr,
+                        keys_consecutive(mask.k_pos, S), kv_bf16};
+      check_launch(flash_attention(fa, stream_), "attention (flash)");
+      return;
+    }
     // cuBLAS GEMMs + masked softmax (attention_chunked.cpp): prefill over query chunks (tensor cores in bf16
     // precision) when the keys are at consecutive positions; decode over many keys in any order when the
     // decode kernel does not apply (more than 16 query heads per KV head).
@@ -630,6 +644,10 @@ class CudaOps final : public Ops {
 
  private:
   static constexpr int64_t kChunkedMinQueries = 16;
+  // Zeroed counters of the one-launch decode attention (decode_attention.cu), one per (query row, KV head);
+  // every launch leaves them zero. Allocated with the backend, so a recorded step only reads the pointer.
+  static constexpr int64_t kDecodeCounters = 16384;
+  unsigned* decode_counters() { return static_cast<unsigned*>(decode_counters_.get()); }
   static constexpr int64_t kGemmDecodeMinKeys = 512;
 
   void fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s, const Tensor* w2,
@@ -756,11 +774,21 @@ class CudaOps final : public Ops {
     Tensor dqp = upload(q_pos.data(), rows);
     Tensor drs = segs.size() > 1 ? upload(row_seq.data(), rows) : Tensor{};
     Tensor dkp = explicit_keys ? upload(segs[0].mask.k_pos, cap) : Tensor{};
-    // About four blocks per SM and at least 32 keys per block, within the kernel's shared memory.
+    // Few query heads per KV head (the sliding layers): decode_attention.cu, 64 keys per block (at most 64
+    // splits), merged in the same launch. Otherwise attention_kernels.cu: about four blocks per SM and at
+    // least 32 keys per block, within that kernel's shared memory.
+    const bool small_g = attention_decode_small_g_supported(n_q_heads, n_kv_heads, head_dim) &&
+                         rows * n_kv_heads <= kDecodeCounters;
     const int64_t blocks_per_split = int64_t(n_kv_heads) * rows;
     const int64_t want = std::max<int64_t>(1, (4 * prop_.multiProcessorCount + blocks_per_split - 1) / blocks_per_split);
+    // Many heads per KV head with a bf16 cache in bf16 precision (the full layers): tensor cores (bf16 Q and
+    // P), 64-key tiles, about one block per SM per query row. F32 precision keeps fp32 arithmetic.
+    const bool mqa = !small_g && precision_ == Precision::BF16 &&
+                     attention_decode_mqa_supported(n_q_heads, n_kv_heads, head_dim, kv_dt == DType::BF16);
     const int64_t chunk =
-        std::clamp<int64_t>((cap + want - 1) / want, 32, attention_decode_chunk_limit(n_q_heads, n_kv_heads));
+        small_g ? std::max<int64_t>(64, (cap + 63) / 64)
+        : mqa   ? attention_decode_mqa_chunk(cap, prop_.multiProcessorCount)
+                : std::clamp<int64_t>((cap + want - 1) / want, 32, attention_decode_chunk_limit(n_q_heads, n_kv_heads));
     const int64_t nsplit = (cap + chunk - 1) / chunk, qrows = rows * n_q_heads;
     auto part = device_block(size_t(qrows) * nsplit * (2 + head_dim) * sizeof(float));
     if (skip("attention (decode)", {P(q.data), P(o.data), uint64_t(rows), uint64_t(segs.size()), uint64_t(cap),
@@ -770,6 +798,24 @@ class CudaOps final : public Ops {
     float* pm = static_cast<float*>(part.get());
     float* pl = pm + qrows * nsplit;
     float* pa = pl + qrows * nsplit;
+    if (small_g) {
+      check_launch(attention_decode_small_g(q.ptr<float>(), reinterpret_cast<const DecodeSeq*>(dtable.data),
+                                            segs.size() > 1 ? drs.ptr<int32_t>() : nullptr, kv_dt == DType::BF16, rows,
+                                            cap, n_q_heads, n_kv_heads, head_dim, scale, dqp.ptr<int64_t>(),
+                                            explicit_keys ? dkp.ptr<int64_t>() : nullptr, window, int(nsplit), pm, pl,
+                                            pa, decode_counters(), o.ptr<float>(), stream_),
+                   "attention (decode)");
+      return true;
+    }
+    if (mqa) {
+      check_launch(attention_decode_mqa(q.ptr<float>(), reinterpret_cast<const DecodeSeq*>(dtable.data),
+                                        segs.size() > 1 ? drs.ptr<int32_t>() : nullptr, rows, cap, n_q_heads,
+                                        n_kv_heads, head_dim, scale, dqp.ptr<int64_t>(),
+                                        explicit_keys ? dkp.ptr<int64_t>() : nullptr, window, chunk, int(nsplit), pm,
+                                        pl, pa, o.ptr<float>(), stream_),
+                   "attention (decode)");
+      return true;
+    }
     check_launch(attention_decode(q.ptr<float>(), reinterpret_cast<const DecodeSeq*>(dtable.data),
                                   segs.size() > 1 ? drs.ptr<int32_t>() : nullptr, kv_dt == DType::BF16, rows, cap,
                                   n_q_heads, n_kv_heads, head_dim, scale, dqp.ptr<int64_t>(),
@@ -892,6 +938,12 @@ class CudaOps final : public Ops {
   };
   OpProfiler prof_;
   Precision precision_;
+  // GEMMA4_CUDA_FLASH=0: bf16 prefill attention through cuBLAS GEMMs (attention_chunked) instead of the fused
+  // kernel, for comparisons.
+  const bool flash_ = [] {
+    const char* v = std::getenv("GEMMA4_CUDA_FLASH");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
   cudaDeviceProp prop_{};
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<DevicePool> pool_ = std::make_shared<DevicePool>();
@@ -900,6 +952,7 @@ class CudaOps final : public Ops {
   std::list<Upload> uploads_;
   std::map<std::string, Tensor> constants_;
   std::map<const void*, Shadow> shadows_;
+  std::shared_ptr<void> decode_counters_;
 #ifdef GEMMA4_HAS_CUBLAS
   static constexpr size_t kBlasWorkspace = size_t(32) << 20;
   cublasHandle_t blas_ = nullptr, blas_tc_ = nullptr;

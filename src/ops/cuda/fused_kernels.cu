@@ -1,6 +1,7 @@
 // Fused kernels for the Ops fused forms (ops.h): fewer launches per decoded token, same arithmetic as the
 // composition of the plain kernels (fp32, weights widened from their stored dtype).
-// - add_rmsnorm:     x = (x + f * rsqrt(mean(f^2) + eps) * w) * s, one block per row; f gets the norm.
+// - add_rmsnorm:     x = (x + f * rsqrt(mean(f^2) + eps) * w) * s, one block per row; f gets the norm
+//                    (rows of D % 4 == 0 held in registers, float4 loads).
 // - rmsnorm_rope:    per (token, head): rmsnorm over head_dim with w, then the half-split rotation.
 // - qkv_norm_rope:   the same for a layer's q and k heads plus the weightless v norm, in one launch.
 // - gemv_gelu_mul:   decode-shaped gate/up projections: one warp reads the gate row and the up row of
@@ -40,6 +41,80 @@ __global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, i
   const float inv2 = 1.0f / sqrtf(ss2 / float(D) + eps);
   float* orow = out + int64_t(blockIdx.x) * D;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) orow[i] = xr[i] * inv2 * ldw(w2, w2dt, i);
+}
+
+// The same, row held in registers: thread i owns float4s i, i + blockDim, ... (at most kVec of them), every
+// load of the row (f, x and both weights) is issued before the first reduction, and two block reductions
+// follow. A decode step runs this once per residual add on a single 3840-wide row, where the plain kernel's
+// dependent scalar loads made it latency-bound (15 us under ncu with a cold L2, H200).
+constexpr int kVec = 4;
+
+__device__ __forceinline__ float4 ldw4(const void* p, int dt, int64_t i4) {
+  if (dt == kF32) return static_cast<const float4*>(p)[i4];
+  if (dt == kBF16) {
+    const uint2 u = static_cast<const uint2*>(p)[i4];
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                       __uint_as_float(u.y & 0xffff0000u));
+  }
+  const __half2* h = static_cast<const __half2*>(p) + 2 * i4;
+  const float2 a = __half22float2(h[0]), b = __half22float2(h[1]);
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
+__global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wdt, int64_t D, float eps, const void* s,
+                                       int sdt, const void* w2, int w2dt, float* out) {
+  const int64_t D4 = D / 4;
+  float4* xr = reinterpret_cast<float4*>(x + int64_t(blockIdx.x) * D);
+  float4* fr = reinterpret_cast<float4*>(f + int64_t(blockIdx.x) * D);
+  float4 fv[kVec], xv[kVec], wv[kVec], w2v[kVec];
+  const float sv = s ? ldw(s, sdt, 0) : 1.f;
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {  // the weights do not depend on earlier kernels (PDL)
+    const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
+    if (i < D4) {
+      wv[j] = ldw4(w, wdt, i);
+      if (w2) w2v[j] = ldw4(w2, w2dt, i);
+    }
+  }
+  pdl_wait();
+  pdl_trigger();
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
+    if (i < D4) {
+      fv[j] = fr[i], xv[j] = xr[i];
+      ss += fv[j].x * fv[j].x + fv[j].y * fv[j].y + fv[j].z * fv[j].z + fv[j].w * fv[j].w;
+    }
+  }
+  ss = block_sum(ss);
+  const float inv = 1.0f / sqrtf(ss / float(D) + eps);
+  float ss2 = 0.f;
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
+    if (i < D4) {
+      float4 n = make_float4(fv[j].x * inv * wv[j].x, fv[j].y * inv * wv[j].y, fv[j].z * inv * wv[j].z,
+                             fv[j].w * inv * wv[j].w);
+      fr[i] = n;
+      float4 v = make_float4(xv[j].x + n.x, xv[j].y + n.y, xv[j].z + n.z, xv[j].w + n.w);
+      if (s) v = make_float4(v.x * sv, v.y * sv, v.z * sv, v.w * sv);
+      xr[i] = v;
+      xv[j] = v;
+      ss2 += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+  }
+  if (!w2) return;
+  ss2 = block_sum(ss2);
+  const float inv2 = 1.0f / sqrtf(ss2 / float(D) + eps);
+  float4* orow = reinterpret_cast<float4*>(out + int64_t(blockIdx.x) * D);
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
+    if (i < D4)
+      orow[i] = make_float4(xv[j].x * inv2 * w2v[j].x, xv[j].y * inv2 * w2v[j].y, xv[j].z * inv2 * w2v[j].z,
+                            xv[j].w * inv2 * w2v[j].w);
+  }
 }
 
 constexpr int kMaxHead = 512;
@@ -86,6 +161,8 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
                                      int wdt, int nq, int nkv, int hd, float eps, const int64_t* pos,
                                      const float* inv_freq) {
   __shared__ float raw[kMaxHead];
+  pdl_wait();
+  pdl_trigger();
   const int per_row = nq + nkv + (v_from_k ? 0 : nkv);
   const int64_t t = blockIdx.x / per_row;
   const int h = int(blockIdx.x % per_row);
@@ -121,31 +198,33 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gelu_kernel(const float* __r
   float ag[M], au[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) ag[m] = au[m] = 0.f;
+  // Two chunks of each row per batch, the next batch in flight while the current one is used; the first batch
+  // is issued before the PDL wait (weights do not depend on earlier kernels).
+  uint4 g0, g1, u0, u1;
+  const uint4 z = make_uint4(0, 0, 0, 0);
+  auto load_batch = [&](int64_t c0) {
+    g0 = c0 < K8 ? __ldg(gr + c0) : z, u0 = c0 < K8 ? __ldg(ur + c0) : z;
+    g1 = c0 + 32 < K8 ? __ldg(gr + c0 + 32) : z, u1 = c0 + 32 < K8 ? __ldg(ur + c0 + 32) : z;
+  };
   int64_t c = lane;
-  for (; c + 32 < K8; c += 64) {  // two chunks of each row in flight
-    const uint4 g0 = __ldg(gr + c), g1 = __ldg(gr + c + 32), u0 = __ldg(ur + c), u1 = __ldg(ur + c + 32);
-    float fg[8], fu[8];
+  load_batch(c);
+  pdl_wait();
+  pdl_trigger();
+  for (; c < K8; c += 64) {
+    const uint4 cg[2] = {g0, g1}, cu[2] = {u0, u1};
+    if (c + 64 < K8) load_batch(c + 64);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      widen8<WDT>(half ? g1 : g0, fg);
-      widen8<WDT>(half ? u1 : u0, fu);
+      if (c + 32 * half >= K8) break;
+      float fg[8], fu[8];
+      widen8<WDT>(cg[half], fg);
+      widen8<WDT>(cu[half], fu);
       const int64_t k = (c + 32 * half) * 8;
 #pragma unroll
       for (int m = 0; m < M; ++m) {
         ag[m] += dot8(fg, x + m * K + k);
         au[m] += dot8(fu, x + m * K + k);
       }
-    }
-  }
-  for (; c < K8; c += 32) {
-    float fg[8], fu[8];
-    widen8<WDT>(__ldg(gr + c), fg);
-    widen8<WDT>(__ldg(ur + c), fu);
-    const int64_t k = c * 8;
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      ag[m] += dot8(fg, x + m * K + k);
-      au[m] += dot8(fu, x + m * K + k);
     }
   }
 #pragma unroll
@@ -161,15 +240,22 @@ void launch_gelu(const float* x, const void* wg, const void* wu, int wdt, int64_
   const unsigned grid = unsigned((N + kWarps - 1) / kWarps);
   const auto* g = static_cast<const uint4*>(wg);
   const auto* u = static_cast<const uint4*>(wu);
-  if (wdt == kBF16) gemv_gelu_kernel<kBF16, M><<<grid, kWarps * 32, 0, s>>>(x, g, u, y, N, K);
-  else gemv_gelu_kernel<kF16, M><<<grid, kWarps * 32, 0, s>>>(x, g, u, y, N, K);
+  if (wdt == kBF16) launch_pdl(gemv_gelu_kernel<kBF16, M>, dim3(grid), dim3(kWarps * 32), 0, s, x, g, u, y, N, K);
+  else launch_pdl(gemv_gelu_kernel<kF16, M>, dim3(grid), dim3(kWarps * 32), 0, s, x, g, u, y, N, K);
 }
 
 }  // namespace
 
 int add_rmsnorm(float* x, float* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s, int sdt,
                 const void* w2, int w2dt, float* out, cudaStream_t st) {
-  if (rows > 0)
+  if (rows <= 0) return 0;
+  const int64_t threads = ((D / 4 + kVec - 1) / kVec + 31) / 32 * 32;
+  const bool vec = D % 4 == 0 && threads <= 1024 && (uintptr_t(x) | uintptr_t(f) | uintptr_t(out) | uintptr_t(w) |
+                                                     uintptr_t(w2)) % 16 == 0;
+  if (vec)
+    launch_pdl(add_rmsnorm_vec_kernel, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, st, x, f, w, wdt, D, eps, s, sdt,
+               w2, w2dt, out);
+  else
     add_rmsnorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, st>>>(x, f, w, wdt, D, eps, s, sdt, w2, w2dt, out);
   return int(cudaGetLastError());
 }
@@ -187,8 +273,8 @@ int qkv_norm_rope(float* q, float* k, float* v, bool v_from_k, const void* wq, c
   if (head_dim > kMaxHead || head_dim <= 0) return int(cudaErrorInvalidValue);
   const int64_t blocks = T * (nq + nkv + (v_from_k ? 0 : nkv));
   if (blocks > 0)
-    qkv_norm_rope_kernel<<<unsigned(blocks), 128, 0, s>>>(q, k, v, v_from_k, wq, wk, wdt, nq, nkv, head_dim, eps, pos,
-                                                         inv_freq);
+    launch_pdl(qkv_norm_rope_kernel, dim3(unsigned(blocks)), dim3(128), 0, s, q, k, v, v_from_k, wq, wk, wdt, nq, nkv,
+               head_dim, eps, pos, inv_freq);
   return int(cudaGetLastError());
 }
 

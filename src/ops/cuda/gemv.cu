@@ -46,31 +46,36 @@ __global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __rest
   float acc[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = 0.f;
-  if (n_all < N_total) {
-    const uint4* wr = w + n * K8;
-    const int64_t step = 32 * KS;
-    int64_t c = lane + 32 * kpart;
-    for (; c + step * (kUnroll - 1) < K8; c += step * kUnroll) {
-      uint4 u[kUnroll];
+  const uint4* wr = w + (n_all < N_total ? n : 0) * K8;
+  const int64_t step = 32 * KS;
+  int64_t c = lane + 32 * kpart;
+  // Batches of kUnroll 16-byte loads per lane, the next batch in flight while the current one is used (chunks
+  // past the row's end are skipped). The first batch does not depend on earlier kernels: it is issued before
+  // the PDL wait, so it overlaps the previous kernel's tail.
+  uint4 u[kUnroll];
+  auto load_batch = [&](int64_t c0) {
 #pragma unroll
-      for (int j = 0; j < kUnroll; ++j) u[j] = __ldg(wr + c + step * j);  // all loads first: kUnroll in flight
+    for (int j = 0; j < kUnroll; ++j) u[j] = c0 + step * j < K8 ? __ldg(wr + c0 + step * j) : make_uint4(0, 0, 0, 0);
+  };
+  if (n_all < N_total) load_batch(c);
+  pdl_wait();
+  pdl_trigger();
+  if (n_all < N_total)
+    for (; c < K8; c += step * kUnroll) {
+      uint4 cur[kUnroll];
+#pragma unroll
+      for (int j = 0; j < kUnroll; ++j) cur[j] = u[j];
+      if (c + step * kUnroll < K8) load_batch(c + step * kUnroll);
 #pragma unroll
       for (int j = 0; j < kUnroll; ++j) {
+        if (c + step * j >= K8) break;
         float f[8];
-        widen8<WDT>(u[j], f);
+        widen8<WDT>(cur[j], f);
         const int64_t k = (c + step * j) * 8;
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[m] += dot8(f, x + m * K + k);
       }
     }
-    for (; c < K8; c += step) {
-      float f[8];
-      widen8<WDT>(__ldg(wr + c), f);
-      const int64_t k = c * 8;
-#pragma unroll
-      for (int m = 0; m < M; ++m) acc[m] += dot8(f, x + m * K + k);
-    }
-  }
 #pragma unroll
   for (int m = 0; m < M; ++m) acc[m] = warp_sum(acc[m]);
   if constexpr (KS == 1) {
@@ -125,8 +130,8 @@ template <int WDT, int M>
 void launch16(const float* x, const Segments& seg, int64_t N, int64_t K, cudaStream_t s) {
   // Fewer than ~16K columns (a 132-SM GPU holds ~8K warps): 4 warps per column, so that enough loads are in
   // flight; the LM head (262K columns) runs one warp per column.
-  if (N < 16384) gemv16_kernel<WDT, M, 4><<<unsigned((N + 1) / 2), kWarps * 32, 0, s>>>(x, seg, N, K);
-  else gemv16_kernel<WDT, M, 1><<<unsigned((N + kWarps - 1) / kWarps), kWarps * 32, 0, s>>>(x, seg, N, K);
+  if (N < 16384) launch_pdl(gemv16_kernel<WDT, M, 4>, dim3(unsigned((N + 1) / 2)), dim3(kWarps * 32), 0, s, x, seg, N, K);
+  else launch_pdl(gemv16_kernel<WDT, M, 1>, dim3(unsigned((N + kWarps - 1) / kWarps)), dim3(kWarps * 32), 0, s, x, seg, N, K);
 }
 
 template <int M>

@@ -81,6 +81,45 @@ int attention_decode(const float* q, const DecodeSeq* seqs, const int32_t* row_s
                      int64_t s_cap, int n_q_heads, int n_kv_heads, int head_dim, float scale, const int64_t* q_pos,
                      const int64_t* k_pos, int window, int nsplit, float* part_m, float* part_l, float* part_acc,
                      float* o, cudaStream_t s);
+// ---- flash_attention.cu: prefill attention in one tensor-core kernel (bf16 Q/K/V/P, fp32 accumulation and
+// softmax statistics), head_dim 256 or 512, any GQA ratio. Keys in any order (visibility from positions and
+// optional bidirectional block ids); keys_consecutive (k_pos[j] = k_pos[0] + j) lets each block of 64 query
+// rows skip the key tiles outside its causal/window range. A row that sees no key gets zeros.
+struct FlashAttention {
+  const float* q;     // [T, Hq * head_dim]
+  const void *k, *v;  // [S, Hkv * head_dim]: BF16 when kv_bf16, else F32 (rounded to bf16 on load)
+  float* o;           // [T, Hq * head_dim]
+  int64_t T, S;
+  int n_q_heads, n_kv_heads, head_dim;
+  float scale;
+  const int64_t *q_pos, *k_pos;      // on the device
+  int window;                        // > 0: sliding window
+  const int32_t *q_block, *k_block;  // optional (both or neither)
+  bool keys_consecutive;
+  bool kv_bf16;
+};
+bool flash_attention_supported(int n_q_heads, int n_kv_heads, int head_dim);
+int flash_attention(const FlashAttention& a, cudaStream_t s);
+// ---- decode_attention.cu: the same contract as attention_decode for g = Hq / Hkv <= 4 and head_dim 256 or
+// 512, in one launch: the last block of each (row, KV head) merges the splits. counters: T * Hkv zeros on the
+// device, left zero.
+bool attention_decode_small_g_supported(int n_q_heads, int n_kv_heads, int head_dim);
+int attention_decode_small_g(const float* q, const DecodeSeq* seqs, const int32_t* row_seq, bool kv_bf16, int64_t T,
+                             int64_t s_cap, int n_q_heads, int n_kv_heads, int head_dim, float scale,
+                             const int64_t* q_pos, const int64_t* k_pos, int window, int nsplit, float* part_m,
+                             float* part_l, float* part_acc, unsigned* counters, float* o, cudaStream_t s);
+// Many heads per KV head (4 < g <= 16), head_dim 256 or 512, bf16 cache: tensor-core decode attention
+// (decode_attention.cu), then attention_merge; chunk (keys per split, a multiple of 64) from
+// attention_decode_mqa_chunk, nsplit = ceil(s_cap / chunk). Scratch as attention_split.
+bool attention_decode_mqa_supported(int n_q_heads, int n_kv_heads, int head_dim, bool kv_bf16);
+int64_t attention_decode_mqa_chunk(int64_t s_cap, int sm_count);
+int attention_decode_mqa(const float* q, const DecodeSeq* seqs, const int32_t* row_seq, int64_t T, int64_t s_cap,
+                         int n_q_heads, int n_kv_heads, int head_dim, float scale, const int64_t* q_pos,
+                         const int64_t* k_pos, int window, int64_t chunk, int nsplit, float* part_m, float* part_l,
+                         float* part_acc, float* o, cudaStream_t s);
+// o[row] from the split partials (m in natural-log units, l, unnormalised acc) of rows = T * Hq query heads.
+int attention_merge_partials(const float* part_m, const float* part_l, const float* part_acc, int64_t rows, int nsplit,
+                             int Hq, int hd, float* o, cudaStream_t s);
 // dst rows [row, row + n) = src rows [0, n), and the same for (src2, dst2) when given (a KV cache append of
 // keys and values); rows of `row_bytes` (a multiple of 4); row read from the device.
 int copy_rows_at(const void* src, void* dst, const void* src2, void* dst2, const int64_t* row, int64_t n,
