@@ -125,10 +125,16 @@ int run_micro(Precision prec, double bw) {
   std::printf("%-48s %10s %10s\n", "op (12B decode shape)", "us/call", "GB/s");
   for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{
            {2048, 3840}, {4096, 3840}, {3840, 4096}, {8192, 3840}, {15360, 3840}, {3840, 15360}, {262144, 3840}}) {
-    Tensor x = dev({1, K}, DType::F32), w = dev({N, K}, DType::BF16), y = ops->alloc(DType::F32, {1, N});
-    double us = time_us([&] { ops->linear(x, w, y); });
-    std::printf("%-48s %10.1f %10.0f\n", fmt::format("linear bf16 M=1 N={} K={}", N, K).c_str(), us,
-                w.nbytes() / (us * 1e3));
+    // Copies of the weight cycled through, > 4x the L2 in all, so every call streams from memory as in a
+    // decode step (one op repeated on one weight would read a small matrix from L2).
+    Tensor x = dev({1, K}, DType::F32), y = ops->alloc(DType::F32, {1, N});
+    const int copies = int(std::max<int64_t>(1, (int64_t(256) << 20) / (N * K * 2)));
+    std::vector<Tensor> ws;
+    for (int c = 0; c < copies; ++c) ws.push_back(dev({N, K}, DType::BF16));
+    int next = 0;
+    double us = time_us([&] { ops->linear(x, ws[next++ % copies], y); });
+    std::printf("%-48s %10.1f %10.0f\n", fmt::format("linear bf16 M=1 N={} K={} ({} copies)", N, K, copies).c_str(), us,
+                ws[0].nbytes() / (us * 1e3));
   }
   // Rows: the GEMV kernel (M <= kGemvMaxRows in cuda_ops.cpp) against cuBLAS tensor cores above it.
   for (int64_t M : {2, 4, 6, 8, 16, 32}) {
@@ -146,11 +152,19 @@ int run_micro(Precision prec, double bw) {
   }
   for (auto [nkv, hd, with_v] : std::vector<std::tuple<int64_t, int64_t, bool>>{{8, 256, true}, {1, 512, false}}) {
     const int64_t K = 3840;
-    Tensor x = dev({1, K}, DType::F32), wq = dev({16 * hd, K}, DType::BF16), wk = dev({nkv * hd, K}, DType::BF16);
-    Tensor wv = dev({nkv * hd, K}, DType::BF16), q = ops->alloc(DType::F32, {1, 16 * hd});
+    Tensor x = dev({1, K}, DType::F32), q = ops->alloc(DType::F32, {1, 16 * hd});
     Tensor k = ops->alloc(DType::F32, {1, nkv * hd}), v = ops->alloc(DType::F32, {1, nkv * hd});
-    double us = time_us([&] { ops->linear_qkv(x, wq, wk, with_v ? &wv : nullptr, q, k, with_v ? &v : nullptr); });
-    const double bytes = double(wq.nbytes() + wk.nbytes() + (with_v ? wv.nbytes() : 0));
+    const int copies = 6;  // cycled, as for the linear shapes above
+    std::vector<Tensor> wq, wk, wv;
+    for (int c = 0; c < copies; ++c)
+      wq.push_back(dev({16 * hd, K}, DType::BF16)), wk.push_back(dev({nkv * hd, K}, DType::BF16)),
+          wv.push_back(dev({nkv * hd, K}, DType::BF16));
+    int next = 0;
+    double us = time_us([&] {
+      const int c = next++ % copies;
+      ops->linear_qkv(x, wq[c], wk[c], with_v ? &wv[c] : nullptr, q, k, with_v ? &v : nullptr);
+    });
+    const double bytes = double(wq[0].nbytes() + wk[0].nbytes() + (with_v ? wv[0].nbytes() : 0));
     std::printf("%-48s %10.1f %10.0f\n", fmt::format("linear_qkv bf16 M=1 N={} K={}", bytes / 2 / K, K).c_str(), us,
                 bytes / (us * 1e3));
   }

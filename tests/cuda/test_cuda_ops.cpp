@@ -274,6 +274,9 @@ TEST(CudaOps, Attention) {
       {"flash prefill 150 after 170 cached mqa hd512", 150, 320, 4, 1, 512, 0, 170, false, false},
       {"flash ring keys gqa hd256 window 48", 70, 118, 4, 2, 256, 48, 48, true, false},
       {"flash block overlay gqa hd256 window 6", 40, 40, 4, 2, 256, 6, 0, false, true},
+      // head_dim 512 takes the fused kernel only for keys out of order or bidirectional blocks.
+      {"flash ring keys mqa hd512", 40, 90, 4, 1, 512, 0, 50, true, false},
+      {"flash block overlay mqa hd512", 36, 36, 4, 1, 512, 0, 0, false, true},
   };
   for (const AttnCase& c : cases) {
     std::vector<int64_t> qpos(c.T), kpos(c.S);

@@ -80,9 +80,9 @@ class CudaOps final : public Ops {
     check(cudaStreamCreate(&stream_), "stream");  // a blocking stream: synchronous copies still wait for it
     steps_ = std::make_unique<StepGraphs>(stream_, pool_);
     prof_.set_stream(stream_);
-    decode_counters_ = pool_->allocate(kDecodeCounters * sizeof(unsigned));
-    check(cudaMemsetAsync(decode_counters_.get(), 0, kDecodeCounters * sizeof(unsigned), stream_),
-          "decode attention counters");
+    decode_counters_ = pool_->allocate(2 * kDecodeCounters * sizeof(unsigned));
+    check(cudaMemsetAsync(decode_counters_.get(), 0, 2 * kDecodeCounters * sizeof(unsigned), stream_),
+          "split counters");
 #ifdef GEMMA4_HAS_CUBLAS
     G4_CHECK(cublasCreate(&blas_) == CUBLAS_STATUS_SUCCESS, "cuBLAS: cublasCreate failed");
     cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH);  // exact fp32 (no TF32) for the fp32 parity mode
@@ -362,9 +362,12 @@ class CudaOps final : public Ops {
       kb = upload(mask.k_block, S);
     }
 #ifdef GEMMA4_HAS_CUBLAS
-    // Prefill in bf16 precision: the fused tensor-core kernel (flash_attention.cu) for head_dim 256/512
-    // (GEMMA4_CUDA_FLASH=0: the chunked cuBLAS path below instead).
-    if (precision_ == Precision::BF16 && T >= kChunkedMinQueries && flash_ &&
+    // Prefill in bf16 precision: the fused tensor-core kernel (flash_attention.cu) for head_dim 256, and for
+    // 512 when the chunked cuBLAS path below cannot take it (bidirectional blocks, keys out of order). At 512
+    // the kernel computes Q K^T once per half of the output dims; on the 12B's full layers (4096 tokens,
+    // H200) it took 2.7 ms a layer against 1.9 ms for the cuBLAS path. GEMMA4_CUDA_FLASH=0: never.
+    const bool cublas_takes_it = head_dim == 512 && !mask.q_block && keys_consecutive(mask.k_pos, S);
+    if (precision_ == Precision::BF16 && T >= kChunkedMinQueries && flash_ && !cublas_takes_it &&
         flash_attention_supported(n_q_heads, n_kv_heads, head_dim)) {
       FlashAttention fa{q.ptr<float>(), k.data, v.data, o.ptr<float>(), T, S, n_q_heads, n_kv_heads, head_dim, scale,
                         qp.ptr<int64_t>(), kp.ptr<int64_t>(), mask.window,
@@ -615,9 +618,18 @@ class CudaOps final : public Ops {
     Tensor dp = upload(params.data(), int64_t(params.size()));
     Tensor ds = upload(suppress.data(), int64_t(suppress.size()));
     auto out = device_block(size_t(B) * sizeof(int64_t));
-    check_launch(cuda::choose_tokens(logits.ptr<float>(), B, V, dp.ptr<double>(), ds.ptr<int64_t>(),
-                                     int(suppress.size()), static_cast<int64_t*>(out.get()), stream_),
-                 "choose_tokens");
+    const bool greedy = std::all_of(rows.begin(), rows.end(), [](const TokenChoice& r) { return r.temperature == 0.0; });
+    if (greedy && B <= kDecodeCounters) {  // spread over the GPU (sampling.cu argmax_rows)
+      auto scratch = device_block(size_t(argmax_rows_scratch_words(B, V)) * sizeof(uint64_t));
+      check_launch(cuda::argmax_rows(logits.ptr<float>(), B, V, ds.ptr<int64_t>(), int(suppress.size()),
+                                     static_cast<uint64_t*>(scratch.get()), decode_counters() + kDecodeCounters,
+                                     static_cast<int64_t*>(out.get()), stream_),
+                   "choose_tokens");
+    } else {
+      check_launch(cuda::choose_tokens(logits.ptr<float>(), B, V, dp.ptr<double>(), ds.ptr<int64_t>(),
+                                       int(suppress.size()), static_cast<int64_t*>(out.get()), stream_),
+                   "choose_tokens");
+    }
     ids.resize(B);
     check(cudaMemcpy(ids.data(), out.get(), size_t(B) * sizeof(int64_t), cudaMemcpyDeviceToHost), "choose_tokens");
     for (int64_t id : ids) G4_CHECK(id >= 0, "every token is suppressed");
@@ -644,8 +656,9 @@ class CudaOps final : public Ops {
 
  private:
   static constexpr int64_t kChunkedMinQueries = 16;
-  // Zeroed counters of the one-launch decode attention (decode_attention.cu), one per (query row, KV head);
-  // every launch leaves them zero. Allocated with the backend, so a recorded step only reads the pointer.
+  // Zeroed counters of the one-launch decode attention (decode_attention.cu), one per (query row, KV head),
+  // followed by as many for the greedy token choice (sampling.cu argmax_rows); every launch leaves them zero.
+  // Allocated with the backend, so a recorded step only reads the pointer.
   static constexpr int64_t kDecodeCounters = 16384;
   unsigned* decode_counters() { return static_cast<unsigned*>(decode_counters_.get()); }
   static constexpr int64_t kGemmDecodeMinKeys = 512;

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "core/error.h"
 
@@ -10,7 +11,10 @@ namespace gemma4::cuda {
 
 namespace {
 
-constexpr size_t kKeepCached = size_t(256) << 20;
+// Cached (free) memory kept for reuse. A long prefill's per-layer scratch alternates between the sliding and
+// the full layers' sizes (a few hundred MB in all at 4096 tokens); a smaller bound made every switch free the
+// whole cache, and cudaFree waits for the GPU, which then idled while the host caught up.
+constexpr size_t kKeepCached = size_t(1) << 30;
 
 size_t round_size(size_t bytes) {
   if (bytes < 256) return 256;
@@ -41,8 +45,9 @@ std::shared_ptr<void> DevicePool::allocate(size_t bytes) {
     }
   }
   // A miss while much memory sits cached (sizes that stopped recurring: a growing context's scratch) gives
-  // that memory back first, so the cache never holds more than a small fraction on top of live tensors.
-  if (cached_bytes() > std::max(kKeepCached, size)) trim();
+  // back the largest cached blocks until the cache and this block fit in kKeepCached, so the cache never holds
+  // more than that on top of live tensors.
+  if (cached_bytes() + size > kKeepCached) trim_to(kKeepCached > size ? kKeepCached - size : 0);
   cudaError_t e = cudaMalloc(&p, size);
   if (e != cudaSuccess) {
     cudaGetLastError();
@@ -68,6 +73,16 @@ void DevicePool::release(void* p, size_t bytes) {
   free_.emplace(bytes, p);
   cached_ += bytes;
   in_use_ -= bytes;
+}
+
+void DevicePool::trim_to(size_t keep) {
+  std::lock_guard<std::mutex> lock(mu_);
+  while (cached_ > keep && !free_.empty()) {
+    auto it = std::prev(free_.end());  // the largest
+    cudaFree(it->second);
+    cached_ -= it->first;
+    free_.erase(it);
+  }
 }
 
 void DevicePool::trim() {

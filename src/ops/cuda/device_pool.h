@@ -19,6 +19,8 @@ class DevicePool : public std::enable_shared_from_this<DevicePool> {
   std::shared_ptr<void> allocate(size_t bytes);
   // Returns every cached (free) block to the driver.
   void trim();
+  // Frees cached blocks, largest first, until at most `keep` bytes stay cached.
+  void trim_to(size_t keep);
   size_t cached_bytes() const;
   size_t in_use_bytes() const;
   size_t peak_reserved_bytes() const;  // max of (in use + cached) since the last reset_peak()

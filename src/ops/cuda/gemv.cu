@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "ops/cuda/device_util.cuh"
 #include "ops/cuda/kernels.h"
@@ -126,12 +127,25 @@ __global__ void __launch_bounds__(kWarps * 32) gemv32_kernel(const float* __rest
   }
 }
 
+// Warps per column: GEMMA4_GEMV_KS=1|2|4 overrides the rule below (for measurements).
+int ks_override() {
+  static const int ks = [] {
+    const char* v = std::getenv("GEMMA4_GEMV_KS");
+    const int k = v ? std::atoi(v) : 0;
+    return k == 1 || k == 2 || k == 4 ? k : 0;
+  }();
+  return ks;
+}
+
 template <int WDT, int M>
 void launch16(const float* x, const Segments& seg, int64_t N, int64_t K, cudaStream_t s) {
   // Fewer than ~16K columns (a 132-SM GPU holds ~8K warps): 4 warps per column, so that enough loads are in
   // flight; the LM head (262K columns) runs one warp per column.
-  if (N < 16384) launch_pdl(gemv16_kernel<WDT, M, 4>, dim3(unsigned((N + 1) / 2)), dim3(kWarps * 32), 0, s, x, seg, N, K);
-  else launch_pdl(gemv16_kernel<WDT, M, 1>, dim3(unsigned((N + kWarps - 1) / kWarps)), dim3(kWarps * 32), 0, s, x, seg, N, K);
+  const int ks = ks_override() ? ks_override() : N < 16384 ? 4 : 1;
+  const dim3 block(kWarps * 32), grid(unsigned((N * ks + kWarps - 1) / kWarps));
+  if (ks == 4) launch_pdl(gemv16_kernel<WDT, M, 4>, grid, block, 0, s, x, seg, N, K);
+  else if (ks == 2) launch_pdl(gemv16_kernel<WDT, M, 2>, grid, block, 0, s, x, seg, N, K);
+  else launch_pdl(gemv16_kernel<WDT, M, 1>, grid, block, 0, s, x, seg, N, K);
 }
 
 template <int M>

@@ -131,6 +131,11 @@ int store_kv_rows(const int64_t* table, int64_t n, int64_t width, bool dst_bf16,
 // = (temperature, top_k, top_p, uniform draw) per row; out [B] (-1: every token suppressed).
 int choose_tokens(float* logits, int64_t B, int64_t V, const double* params, const int64_t* suppress, int n_suppress,
                   int64_t* out, cudaStream_t s);
+// The same choice when every row is greedy (temperature 0), spread over slices of each row: scratch of
+// argmax_rows_scratch_words(B, V) words, counters: B zeros on the device, left zero.
+int64_t argmax_rows_scratch_words(int64_t B, int64_t V);
+int argmax_rows(float* logits, int64_t B, int64_t V, const int64_t* suppress, int n_suppress, uint64_t* scratch,
+                unsigned* counters, int64_t* out, cudaStream_t s);
 // probs[r, j] = softmax_j(scores[r, j] * scale) over the keys query (r % C) may see (causal + window), fp32
 // statistics; rows = Hq * C; probs are bf16 (probs_bf16) or f32. A row that sees no key gets zeros.
 int masked_softmax(const float* scores, int64_t rows, int64_t C, int64_t Sk, float scale, const int64_t* q_pos,
