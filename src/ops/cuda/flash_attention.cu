@@ -8,8 +8,8 @@
 //   ldmatrix; scale, mask by positions (causal, sliding window, bidirectional blocks), online softmax in fp32
 //   (running max m and sum l per row); P (bf16) is reused as the A operand of P V straight from the
 //   accumulator registers; V comes from shared memory by ldmatrix.trans; O[16 x 256] fp32 in registers.
-// K and V tiles are loaded while the other is in use: K(t+1) during the softmax and P V of tile t, V(t+1)
-// during Q K(t+1)^T (cp.async for a bf16 cache; F32 keys/values are converted on the way into shared memory).
+// Two shared-memory stages: the K and V tiles of tile t + 1 load while tile t is used (cp.async for a bf16
+// cache; F32 keys/values are converted on the way into shared memory).
 // Shared-memory rows are swizzled in 16-byte chunks (chunk c of row r stored at c ^ (r & 7)), so that the 8
 // row addresses of an ldmatrix hit different banks.
 #include <cuda_bf16.h>
@@ -66,11 +66,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int VC = kDimsOut / 8;    // per V row (the block's output dims)
   constexpr int NT = kDimsOut / 8;    // output n-tiles of 8 dims
   extern __shared__ __align__(16) char smem[];
-  char* sq = smem;                                 // [kRows][HD] bf16
-  char* sk = sq + kRows * HD * 2;                  // [kKeys][HD]
-  char* sv = sk + kKeys * HD * 2;                  // [kKeys][kDimsOut]
-  int64_t* skp = reinterpret_cast<int64_t*>(sv + kKeys * kDimsOut * 2);  // key positions of the K tile
-  int32_t* skb = reinterpret_cast<int32_t*>(skp + kKeys);                // key block ids of the K tile
+  // Two stages of K, V, key positions and block ids: tile t + 1 loads while tile t is used.
+  constexpr int kKBytes = kKeys * HD * 2, kVBytes = kKeys * kDimsOut * 2;
+  char* sq = smem;                                  // [kRows][HD] bf16
+  char* sk0 = sq + kRows * HD * 2;                  // [2][kKeys][HD]
+  char* sv0 = sk0 + 2 * kKBytes;                    // [2][kKeys][kDimsOut]
+  int64_t* skp0 = reinterpret_cast<int64_t*>(sv0 + 2 * kVBytes);  // [2][kKeys] key positions
+  int32_t* skb0 = reinterpret_cast<int32_t*>(skp0 + 2 * kKeys);   // [2][kKeys] key block ids
   __shared__ unsigned long long s_qmin, s_qmax;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -117,26 +119,28 @@ __global__ void __launch_bounds__(kThreads, 1)
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   const float sl2 = scale * 1.4426950408889634f;  // scores in log2 units: exp2(s - m)
 
-  auto load_k = [&](int64_t j0) {
-    load_tile<KV>(sk, k, ldkv, int64_t(kh) * HD, j0, S, QC);
+  auto load = [&](int64_t j0, int st) {
+    load_tile<KV>(sk0 + st * kKBytes, k, ldkv, int64_t(kh) * HD, j0, S, QC);
+    load_tile<KV>(sv0 + st * kVBytes, v, ldkv, vcol, j0, S, VC);
     if (threadIdx.x < kKeys) {
       const int64_t j = j0 + threadIdx.x;
-      skp[threadIdx.x] = j < S ? k_pos[j] : INT64_MAX / 2;
-      skb[threadIdx.x] = k_block && j < S ? k_block[j] : -2;
+      skp0[st * kKeys + threadIdx.x] = j < S ? k_pos[j] : INT64_MAX / 2;
+      skb0[st * kKeys + threadIdx.x] = k_block && j < S ? k_block[j] : -2;
     }
     cp_async_commit();
   };
-  auto load_v = [&](int64_t j0) {
-    load_tile<KV>(sv, v, ldkv, vcol, j0, S, VC);
-    cp_async_commit();
-  };
-  if (j_lo < j_hi) {
-    load_k(j_lo);
-    load_v(j_lo);
-  }
-  for (int64_t j0 = j_lo; j0 < j_hi; j0 += kKeys) {
-    cp_async_wait<1>();  // K(j0) has landed (V(j0) may be in flight)
+  if (j_lo < j_hi) load(j_lo, 0);
+  int st = 0;
+  for (int64_t j0 = j_lo; j0 < j_hi; j0 += kKeys, st ^= 1) {
+    // The other stage was released by the barrier that ended the previous tile.
+    if (j0 + kKeys < j_hi) load(j0 + kKeys, st ^ 1);
+    else cp_async_commit();  // an empty group keeps the wait counts uniform
+    cp_async_wait<1>();      // this tile's group has landed
     __syncthreads();
+    const char* sk = sk0 + st * kKBytes;
+    const char* sv = sv0 + st * kVBytes;
+    const int64_t* skp = skp0 + st * kKeys;
+    const int32_t* skb = skb0 + st * kKeys;
     // S = Q K^T: 4 n-tiles of 8 keys.
     float s[4][4];
 #pragma unroll
@@ -169,9 +173,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         mx0 = fmaxf(mx0, s[n][e]);
         mx1 = fmaxf(mx1, s[n][2 + e]);
       }
-    __syncthreads();  // every warp is done with K(j0) and its positions
-    if (j0 + kKeys < j_hi) load_k(j0 + kKeys);
-    else cp_async_commit();  // an empty group keeps the wait counts uniform
 #pragma unroll
     for (int off = 1; off <= 2; off <<= 1) {
       mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
@@ -194,8 +195,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       pa[n >> 1][(n & 1) * 2] = pack_bf16(p0, p1);
       pa[n >> 1][(n & 1) * 2 + 1] = pack_bf16(p2, p3);
     }
-    cp_async_wait<1>();  // V(j0) has landed (K(j0 + kKeys) may be in flight)
-    __syncthreads();
 #pragma unroll
     for (int ks = 0; ks < 2; ++ks) {
 #pragma unroll
@@ -207,9 +206,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         mma(acc[2 * np + 1], pa[ks][0], pa[ks][1], pa[ks][2], pa[ks][3], v2, v3);
       }
     }
-    __syncthreads();  // every warp is done with V(j0)
-    if (j0 + kKeys < j_hi) load_v(j0 + kKeys);
-    else cp_async_commit();
+    __syncthreads();  // every warp is done with this stage before it is refilled
   }
   cp_async_wait<0>();
   // Row sums over the quad; rows that saw no key get zeros.
@@ -231,8 +228,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 template <int HD, typename KV>
 int launch(const FlashAttention& a, cudaStream_t s) {
-  const size_t smem = size_t(kRows) * HD * 2 + size_t(kKeys) * HD * 2 + size_t(kKeys) * kDimsOut * 2 +
-                      size_t(kKeys) * (sizeof(int64_t) + sizeof(int32_t));
+  const size_t smem = size_t(kRows) * HD * 2 + 2 * (size_t(kKeys) * HD * 2 + size_t(kKeys) * kDimsOut * 2 +
+                                                   size_t(kKeys) * (sizeof(int64_t) + sizeof(int32_t)));
   auto kernel = flash_attention_kernel<HD, KV>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (attr != cudaSuccess) return int(attr);
