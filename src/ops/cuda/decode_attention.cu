@@ -50,6 +50,28 @@ __device__ __forceinline__ bool visible_key(int64_t qp, int64_t kp, int window) 
   return kp <= qp && (window <= 0 || kp > qp - window);
 }
 
+// The keys one decode block attends to: its query row's sequence (K/V tables, key layout) and the block's
+// slice [s0, s0 + len) of key slots; slot s holds position k_pos[s], or k0 + (s - r + n) % n (a ring run).
+template <typename KV>
+struct KeySlice {
+  const KV* __restrict__ k;
+  const KV* __restrict__ v;
+  int64_t n, k0, r, s0, len;
+  __device__ int64_t position(int64_t s, const int64_t* k_pos) const {
+    return k_pos ? k_pos[s] : k0 + (s - r + n) % n;
+  }
+};
+template <typename KV>
+__device__ KeySlice<KV> key_slice(const DecodeSeq* seqs, const int32_t* row_seq, int64_t t, int64_t s_cap,
+                                  const int64_t* k_pos, int split, int64_t chunk) {
+  const DecodeSeq sq = seqs[row_seq ? row_seq[t] : 0];
+  KeySlice<KV> ks{static_cast<const KV*>(sq.k), static_cast<const KV*>(sq.v), s_cap, 0, 0, 0, 0};
+  if (!k_pos) ks.n = sq.n < s_cap ? sq.n : s_cap, ks.k0 = sq.k0, ks.r = sq.r;
+  ks.s0 = int64_t(split) * chunk;
+  ks.len = ks.s0 >= ks.n ? 0 : (ks.s0 + chunk < ks.n ? chunk : ks.n - ks.s0);
+  return ks;
+}
+
 // HD = head_dim (256 or 512), G = query heads per KV head (1..4).
 template <int HD, int G, typename KV>
 __global__ void __launch_bounds__(kWarps * 32)
@@ -71,14 +93,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t t = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int Hq = Hkv * G;
-  const DecodeSeq sq = seqs[row_seq ? row_seq[t] : 0];
-  const KV* __restrict__ k = static_cast<const KV*>(sq.k);
-  const KV* __restrict__ v = static_cast<const KV*>(sq.v);
-  const int64_t kstride = int64_t(Hkv) * HD;
-  int64_t n = s_cap, k0 = 0, r = 0;
-  if (!k_pos) n = sq.n < s_cap ? sq.n : s_cap, k0 = sq.k0, r = sq.r;
-  const int64_t s0 = int64_t(split) * chunk;
-  const int64_t len = s0 >= n ? 0 : (s0 + chunk < n ? chunk : n - s0);
+  const KeySlice<KV> ks = key_slice<KV>(seqs, row_seq, t, s_cap, k_pos, split, chunk);
+  const KV* __restrict__ k = ks.k;
+  const KV* __restrict__ v = ks.v;
+  const int64_t kstride = int64_t(Hkv) * HD, s0 = ks.s0, len = ks.len;
   const int64_t qp = q_pos[t];
   // Dim of element e of this lane: block b = e / 8 at 256 b + 8 lane.
   auto dim = [&](int b) { return 256 * b + 8 * lane; };
@@ -101,7 +119,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       const int64_t i = base + u, s = s0 + i;
-      vis[u] = i < len && visible_key(qp, k_pos ? k_pos[s] : k0 + (s - r + n) % n, window);
+      vis[u] = i < len && visible_key(qp, ks.position(s, k_pos), window);
       const int64_t row = vis[u] ? s : s0;  // an in-range row; its values are unused when !vis
 #pragma unroll
       for (int b = 0; b < NB; ++b) {
@@ -249,14 +267,10 @@ __global__ void __launch_bounds__(kMqaThreads, 1)
   const int64_t t = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g8 = lane >> 2, t4 = lane & 3;
   const int Hq = Hkv * G;
-  const DecodeSeq sqd = seqs[row_seq ? row_seq[t] : 0];
-  const __nv_bfloat16* __restrict__ k = static_cast<const __nv_bfloat16*>(sqd.k);
-  const __nv_bfloat16* __restrict__ v = static_cast<const __nv_bfloat16*>(sqd.v);
-  const int64_t kstride = int64_t(Hkv) * HD;
-  int64_t n = s_cap, k0 = 0, r = 0;
-  if (!k_pos) n = sqd.n < s_cap ? sqd.n : s_cap, k0 = sqd.k0, r = sqd.r;
-  const int64_t s0 = int64_t(split) * chunk;
-  const int64_t len = s0 >= n ? 0 : (s0 + chunk < n ? chunk : n - s0);
+  const KeySlice<__nv_bfloat16> ks = key_slice<__nv_bfloat16>(seqs, row_seq, t, s_cap, k_pos, split, chunk);
+  const __nv_bfloat16* __restrict__ k = ks.k;
+  const __nv_bfloat16* __restrict__ v = ks.v;
+  const int64_t kstride = int64_t(Hkv) * HD, s0 = ks.s0, len = ks.len;
   const int64_t qp = q_pos[t];
   // Q rows of the KV head's heads (zeros past G), as bf16.
   for (int i = threadIdx.x; i < 16 * C; i += kMqaThreads) {
@@ -296,7 +310,7 @@ __global__ void __launch_bounds__(kMqaThreads, 1)
   for (int64_t j0 = 0; j0 < len; j0 += kMqaKeys) {
     if (threadIdx.x < kMqaKeys) {
       const int64_t i = j0 + threadIdx.x, s = s0 + i;
-      s_vis[threadIdx.x] = i < len && visible_key(qp, k_pos ? k_pos[s] : k0 + (s - r + n) % n, window);
+      s_vis[threadIdx.x] = i < len && visible_key(qp, ks.position(s, k_pos), window);
     }
     cp_async_wait<1>();  // K tile landed
     __syncthreads();
