@@ -19,6 +19,9 @@ namespace {
 // earlier kernel reads); work before that point (weight prefetches) overlaps the previous kernel's tail.
 // pdl_trigger() lets the next PDL kernel launch once every block of this one has passed it. Both are no-ops
 // for a plain launch. GEMMA4_CUDA_PDL=0 launches everything plainly (for comparisons).
+// Reads before the wait are of weights only, which no kernel of a forward writes. A PDL kernel starts only
+// after every kernel before its predecessor has completed, so a weight update stays safe as long as the
+// kernel right before the reader is not its writer (a forward starts with a plain launch: the embedding).
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
 // bytes (a multiple of 16) at p (16-byte aligned) into L2, asynchronously.

@@ -67,9 +67,8 @@ __global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wd
   float4* xr = reinterpret_cast<float4*>(x + int64_t(blockIdx.x) * D);
   float4* fr = reinterpret_cast<float4*>(f + int64_t(blockIdx.x) * D);
   float4 fv[kVec], xv[kVec], wv[kVec], w2v[kVec];
-  const float sv = s ? ldw(s, sdt, 0) : 1.f;
 #pragma unroll
-  for (int j = 0; j < kVec; ++j) {  // the weights do not depend on earlier kernels (PDL)
+  for (int j = 0; j < kVec; ++j) {  // the norm weights do not depend on earlier kernels (PDL)
     const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
     if (i < D4) {
       wv[j] = ldw4(w, wdt, i);
@@ -78,6 +77,7 @@ __global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wd
   }
   pdl_wait();
   pdl_trigger();
+  const float sv = s ? ldw(s, sdt, 0) : 1.f;  // a device scalar: it may come from an earlier kernel
   float ss = 0.f;
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {
