@@ -63,33 +63,20 @@ void CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v, int n
   // 512 when the chunked cuBLAS path below cannot take it (bidirectional blocks, keys out of order). At 512
   // the kernel computes Q K^T once per half of the output dims; on the 12B's full layers (4096 tokens,
   // H200) it took 2.7 ms a layer against 1.9 ms for the cuBLAS path. GEMMA4_CUDA_FLASH=0: never.
-  const bool cublas_takes_it = head_dim == 512 && !mask.q_block && keys_consecutive(mask.k_pos, S);
+  const bool consecutive = keys_consecutive(mask.k_pos, S);
+  const bool cublas_takes_it = head_dim == 512 && !mask.q_block && consecutive;
   if (precision_ == Precision::BF16 && T >= kChunkedMinQueries && flash_ && !cublas_takes_it &&
       flash_attention_supported(n_q_heads, n_kv_heads, head_dim)) {
-    FlashAttention fa{q.ptr<float>(),
-                      k.data,
-                      v.data,
-                      o.ptr<float>(),
-                      T,
-                      S,
-                      n_q_heads,
-                      n_kv_heads,
-                      head_dim,
-                      scale,
-                      qp.ptr<int64_t>(),
-                      kp.ptr<int64_t>(),
-                      mask.window,
-                      mask.q_block ? qb.ptr<int32_t>() : nullptr,
-                      mask.q_block ? kb.ptr<int32_t>() : nullptr,
-                      keys_consecutive(mask.k_pos, S),
-                      kv_bf16};
+    FlashAttention fa{q.ptr<float>(), k.data, v.data, o.ptr<float>(), T, S, n_q_heads, n_kv_heads, head_dim, scale,
+                      qp.ptr<int64_t>(), kp.ptr<int64_t>(), mask.window,
+                      mask.q_block ? qb.ptr<int32_t>() : nullptr, mask.q_block ? kb.ptr<int32_t>() : nullptr,
+                      consecutive, kv_bf16};
     check_launch(flash_attention(fa, stream_), "attention (flash)");
     return;
   }
   // cuBLAS GEMMs + masked softmax (attention_chunked.cpp): prefill over query chunks (tensor cores in bf16
   // precision) when the keys are at consecutive positions; decode over many keys in any order when the
   // decode kernel does not apply (more than 16 query heads per KV head).
-  const bool consecutive = keys_consecutive(mask.k_pos, S);
   const bool prefill = T >= kChunkedMinQueries && consecutive;
   const bool long_decode = T < kChunkedMinQueries && S >= kGemmDecodeMinKeys;
   if (!mask.q_block && (prefill || long_decode)) {
@@ -295,7 +282,7 @@ bool CudaOps::decode_attention(const Tensor& q, const std::vector<AttnSegment>& 
   // splits), merged in the same launch. Otherwise attention_kernels.cu: about four blocks per SM and at
   // least 32 keys per block, within that kernel's shared memory.
   const bool small_g =
-      attention_decode_small_g_supported(n_q_heads, n_kv_heads, head_dim) && rows * n_kv_heads <= kDecodeCounters;
+      attention_decode_small_g_supported(n_q_heads, n_kv_heads, head_dim) && rows * n_kv_heads <= kSplitCounters;
   const int64_t blocks_per_split = int64_t(n_kv_heads) * rows;
   const int64_t want = std::max<int64_t>(1, (4 * prop_.multiProcessorCount + blocks_per_split - 1) / blocks_per_split);
   // Many heads per KV head with a bf16 cache in bf16 precision (the full layers): tensor cores (bf16 Q and
@@ -320,7 +307,7 @@ bool CudaOps::decode_attention(const Tensor& q, const std::vector<AttnSegment>& 
                                           segs.size() > 1 ? drs.ptr<int32_t>() : nullptr, kv_dt == DType::BF16, rows,
                                           cap, n_q_heads, n_kv_heads, head_dim, scale, dqp.ptr<int64_t>(),
                                           explicit_keys ? dkp.ptr<int64_t>() : nullptr, window, int(nsplit), pm, pl, pa,
-                                          decode_counters(), o.ptr<float>(), stream_),
+                                          split_counters(), o.ptr<float>(), stream_),
                  "attention (decode)");
     return true;
   }

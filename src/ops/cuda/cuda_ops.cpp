@@ -54,8 +54,8 @@ CudaOps::CudaOps(Precision p) : precision_(p) {
   check(cudaStreamCreate(&stream_), "stream");  // a blocking stream: synchronous copies still wait for it
   steps_ = std::make_unique<StepGraphs>(stream_, pool_);
   prof_.set_stream(stream_);
-  decode_counters_ = pool_->allocate(2 * kDecodeCounters * sizeof(unsigned));
-  check(cudaMemsetAsync(decode_counters_.get(), 0, 2 * kDecodeCounters * sizeof(unsigned), stream_), "split counters");
+  split_counters_ = pool_->allocate(2 * kSplitCounters * sizeof(unsigned));
+  check(cudaMemsetAsync(split_counters_.get(), 0, 2 * kSplitCounters * sizeof(unsigned), stream_), "split counters");
 #ifdef GEMMA4_HAS_CUBLAS
   G4_CHECK(cublasCreate(&blas_) == CUBLAS_STATUS_SUCCESS, "cuBLAS: cublasCreate failed");
   cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH);  // exact fp32 (no TF32) for the fp32 parity mode
@@ -394,10 +394,10 @@ bool CudaOps::choose_tokens(Tensor& logits, const std::vector<TokenChoice>& rows
   Tensor ds = upload(suppress.data(), int64_t(suppress.size()));
   auto out = device_block(size_t(B) * sizeof(int64_t));
   const bool greedy = std::all_of(rows.begin(), rows.end(), [](const TokenChoice& r) { return r.temperature == 0.0; });
-  if (greedy && B <= kDecodeCounters) {  // spread over the GPU (sampling.cu argmax_rows)
+  if (greedy && B <= kSplitCounters) {  // spread over the GPU (sampling.cu argmax_rows)
     auto scratch = device_block(size_t(argmax_rows_scratch_words(B, V)) * sizeof(uint64_t));
     check_launch(cuda::argmax_rows(logits.ptr<float>(), B, V, ds.ptr<int64_t>(), int(suppress.size()),
-                                   static_cast<uint64_t*>(scratch.get()), decode_counters() + kDecodeCounters,
+                                   static_cast<uint64_t*>(scratch.get()), split_counters() + kSplitCounters,
                                    static_cast<int64_t*>(out.get()), stream_),
                  "choose_tokens");
   } else {

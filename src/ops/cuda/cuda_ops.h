@@ -138,8 +138,8 @@ class CudaOps final : public Ops {
   // Zeroed counters of the one-launch decode attention (decode_attention.cu), one per (query row, KV head),
   // followed by as many for the greedy token choice (sampling.cu argmax_rows); every launch leaves them zero.
   // Allocated with the backend, so a recorded step only reads the pointer.
-  static constexpr int64_t kDecodeCounters = 16384;
-  unsigned* decode_counters() { return static_cast<unsigned*>(decode_counters_.get()); }
+  static constexpr int64_t kSplitCounters = 16384;
+  unsigned* split_counters() { return static_cast<unsigned*>(split_counters_.get()); }
   static constexpr int64_t kGemmDecodeMinKeys = 512;
 
   void fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s, const Tensor* w2,
@@ -253,7 +253,7 @@ class CudaOps final : public Ops {
   std::list<Upload> uploads_;
   std::map<std::string, Tensor> constants_;
   std::map<const void*, Shadow> shadows_;
-  std::shared_ptr<void> decode_counters_;
+  std::shared_ptr<void> split_counters_;
 #ifdef GEMMA4_HAS_CUBLAS
   static constexpr size_t kBlasWorkspace = size_t(32) << 20;
   cublasHandle_t blas_ = nullptr, blas_tc_ = nullptr;

@@ -141,7 +141,8 @@ template <int WDT, int M>
 void launch16(const float* x, const Segments& seg, int64_t N, int64_t K, cudaStream_t s) {
   // Fewer than ~16K columns (a 132-SM GPU holds ~8K warps): 4 warps per column, so that enough loads are in
   // flight; the LM head (262K columns) runs one warp per column.
-  const int ks = ks_override() ? ks_override() : N < 16384 ? 4 : 1;
+  const int forced = ks_override();
+  const int ks = forced ? forced : N < 16384 ? 4 : 1;
   const dim3 block(kWarps * 32), grid(unsigned((N * ks + kWarps - 1) / kWarps));
   if (ks == 4) launch_pdl(gemv16_kernel<WDT, M, 4>, grid, block, 0, s, x, seg, N, K);
   else if (ks == 2) launch_pdl(gemv16_kernel<WDT, M, 2>, grid, block, 0, s, x, seg, N, K);
