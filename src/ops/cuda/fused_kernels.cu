@@ -203,8 +203,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gelu_kernel(const float* __r
   uint4 g0, g1, u0, u1;
   const uint4 z = make_uint4(0, 0, 0, 0);
   auto load_batch = [&](int64_t c0) {
-    g0 = c0 < K8 ? __ldg(gr + c0) : z, u0 = c0 < K8 ? __ldg(ur + c0) : z;
-    g1 = c0 + 32 < K8 ? __ldg(gr + c0 + 32) : z, u1 = c0 + 32 < K8 ? __ldg(ur + c0 + 32) : z;
+    g0 = c0 < K8 ? ld_stream16(gr + c0) : z, u0 = c0 < K8 ? ld_stream16(ur + c0) : z;
+    g1 = c0 + 32 < K8 ? ld_stream16(gr + c0 + 32) : z, u1 = c0 + 32 < K8 ? ld_stream16(ur + c0 + 32) : z;
   };
   int64_t c = lane;
   load_batch(c);

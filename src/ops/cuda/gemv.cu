@@ -1,7 +1,8 @@
 // Decode-shaped matmuls (M <= 8 rows): y[M,N] = x[M,K] . w[N,K]^T with 16-byte weight loads. Batch-1 decode
 // reads every weight byte once per token, so this kernel is what decides tok/s: each warp owns one output
-// column n and streams its weight row with 128-bit loads, kUnroll loads in flight per lane; x (a few KB, hot
-// in L1) is read as float4. Accumulation in fp32, one warp reduction per (row, column) at the end.
+// column n and streams its weight row with 128-bit loads that bypass L1 (ld_stream16), kUnroll loads in
+// flight per lane; x (a few KB, hot in L1) is read as float4. Accumulation in fp32, one warp reduction per
+// (row, column) at the end.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -56,7 +57,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __rest
   uint4 u[kUnroll];
   auto load_batch = [&](int64_t c0) {
 #pragma unroll
-    for (int j = 0; j < kUnroll; ++j) u[j] = c0 + step * j < K8 ? __ldg(wr + c0 + step * j) : make_uint4(0, 0, 0, 0);
+    for (int j = 0; j < kUnroll; ++j) u[j] = c0 + step * j < K8 ? ld_stream16(wr + c0 + step * j) : make_uint4(0, 0, 0, 0);
   };
   if (n_all < N_total) load_batch(c);
   pdl_wait();
