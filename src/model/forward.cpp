@@ -227,6 +227,7 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
   bool a_ready = false;  // hbuf already holds rmsnorm(x, input_layernorm) of the current layer
   const int nq = tc.num_attention_heads;
 
+  const bool one_row_each = std::all_of(segs.begin(), segs.end(), [](const Segment& g) { return g.T == 1; });
   for (size_t li = 0; li < layers_.size(); ++li) {
     const LayerSpec& s = layers_[li];
     const LayerWeights& lw = W.layers[li];
@@ -243,6 +244,9 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
     if (lt) rec(lt->a, a);
     Tensor q = rows_view(qbuf, T, qd);
     Tensor k = rows_view(kbuf, T, kvd), v = rows_view(vbuf, T, kvd);
+    // A decode step (one new row per sequence) appends every sequence's K/V row in the same op as the norms.
+    const bool row_appends = one_row_each;
+    std::vector<Ops::KVRow> kv_rows;
     if (s.kv_source < 0) {
       // q, k, v projections (K = V layers: V from the raw K projection), per-head norms, RoPE on q and k.
       ops.linear_qkv(a, lw.q_proj, lw.k_proj, s.k_eq_v ? nullptr : &lw.v_proj, q, k, s.k_eq_v ? nullptr : &v);
@@ -250,7 +254,14 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
         rec(lt->q_lin, q), rec(lt->k_lin, k);
         if (!s.k_eq_v) rec(lt->v_lin, v);
       }
-      ops.qkv_norm_rope(q, k, v, s.k_eq_v, lw.q_norm, lw.k_norm, eps, nq, nkv, hd, positions.data(), freq);
+      if (row_appends)
+        for (size_t b = 0; b < B; ++b) {
+          KVCache::RowSlot slot = segs[b].cache->append_slot(int(li), segs[b].pos0);
+          const int64_t r = segs[b].row0;
+          kv_rows.push_back({k.slice_rows(r, r + 1), v.slice_rows(r, r + 1), slot.k, slot.v, slot.row});
+        }
+      ops.qkv_norm_rope(q, k, v, s.k_eq_v, lw.q_norm, lw.k_norm, eps, nq, nkv, hd, positions.data(), freq,
+                        row_appends ? &kv_rows : nullptr);
       if (lt) rec(lt->q, q), rec(lt->k, k), rec(lt->v, v);
     } else {
       ops.linear(a, lw.q_proj, q);
@@ -260,13 +271,8 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
     }
     Tensor o = rows_view(obuf, T, qd);
     std::vector<Ops::AttnSegment> attn(B);
-    // A batched decode step (one row per sequence) appends every sequence's K/V row in one store_kv_rows.
-    const bool row_appends = B > 1 && T == int64_t(B);
-    std::vector<Ops::KVRow> kv_rows;
     auto append = [&](KVCache& cache, int64_t pos0, const Tensor& kb, const Tensor& vb) {
-      if (!row_appends) return cache.append(int(li), pos0, kb, vb);
-      KVCache::RowSlot slot = cache.append_slot(int(li), pos0);
-      kv_rows.push_back({kb, vb, slot.k, slot.v, slot.row});
+      if (!row_appends) cache.append(int(li), pos0, kb, vb);  // else qkv_norm_rope stored the row
     };
     for (size_t b = 0; b < B; ++b) {
       const Segment& g = segs[b];
@@ -330,7 +336,6 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
       a.mask.k_run = ks->is_run ? ks->run.data() : nullptr;
       a.mask.window = s.type == LayerType::Sliding ? tc.sliding_window : 0;
     }
-    if (!kv_rows.empty()) ops.store_kv_rows(kv_rows);
     // Every sequence attends to its own keys; scale 1.0 (§2.4.2).
     if (B == 1) ops.attention(q, *attn[0].k, *attn[0].v, nq, nkv, hd, 1.0f, attn[0].mask, o);
     else ops.attention_segments(q, attn, nq, nkv, hd, 1.0f, o);

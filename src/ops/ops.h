@@ -180,17 +180,26 @@ class Ops {
     linear(x, wk, k);
     if (wv) linear(x, *wv, *v);
   }
+  // Several KV cache appends of one row each (a batched decode step: one per sequence), see store_kv.
+  struct KVRow {
+    Tensor k, v;  // [1, width] rows to store
+    Tensor* cache_k;
+    Tensor* cache_v;
+    int64_t row;
+  };
   // The attention inputs of T rows, in place (spec §2.4.2): q and k get the per-head rmsnorm (wq, wk; head_dim
   // wide) and RoPE at `pos`; v the weightless per-head rmsnorm. v_from_k (K = V layers): v is first set to k's
-  // raw projection.
+  // raw projection. `append` (a decode step: row t of k/v is append[t].k/.v) then stores the finished rows in
+  // their KV caches, as store_kv_rows; a backend may do both in one pass.
   virtual void qkv_norm_rope(Tensor& q, Tensor& k, Tensor& v, bool v_from_k, const Tensor& wq, const Tensor& wk,
                              float eps, int n_q_heads, int n_kv_heads, int head_dim, const int64_t* pos,
-                             const std::vector<float>& inv_freq) {
+                             const std::vector<float>& inv_freq, const std::vector<KVRow>* append = nullptr) {
     if (v_from_k) copy(k, v);
     rmsnorm_rope(q, wq, eps, n_q_heads, head_dim, pos, inv_freq);
     rmsnorm_rope(k, wk, eps, n_kv_heads, head_dim, pos, inv_freq);
     Tensor vh = v.reshape({v.numel() / head_dim, int64_t(head_dim)});
     rmsnorm(vh, nullptr, eps, vh);
+    if (append) store_kv_rows(*append);
   }
   // A KV cache append: rows [row, row + n) of cache_k / cache_v = k / v ([n, width]); see copy_rows.
   virtual void store_kv(const Tensor& k, const Tensor& v, Tensor& cache_k, Tensor& cache_v, int64_t row) {
@@ -214,13 +223,6 @@ class Ops {
     return false;
   }
 
-  // Several KV cache appends of one row each (a batched decode step: one per sequence), see store_kv.
-  struct KVRow {
-    Tensor k, v;  // [1, width] rows to store
-    Tensor* cache_k;
-    Tensor* cache_v;
-    int64_t row;
-  };
   virtual void store_kv_rows(const std::vector<KVRow>& rows) {
     for (const KVRow& r : rows) store_kv(r.k, r.v, *r.cache_k, *r.cache_v, r.row);
   }

@@ -474,6 +474,49 @@ TEST(CudaOps, FusedForms) {
         gpu().store_kv(kg, vg, gk, gv, row);
         compare(what + " (store_kv k)", gk, ck, 1e-4f);
         compare(what + " (store_kv v)", gv, cv, 1e-4f);
+        // A decode step's KV appends fused into the norms (qkv_norm_rope's `append`): row t into cache t % 2 at
+        // row (row + 5 t) % rows, fp32 and bf16 caches. The q/k/v outputs as above; the cache rows equal the op's
+        // own k/v rows (bf16: rounded), every other row untouched.
+        for (DType cdt : {DType::F32, DType::BF16}) {
+          Tensor q2 = poisoned(qc.shape), k2 = poisoned(kc.shape), v2 = poisoned(vc.shape);
+          gpu().linear_qkv(gpu().to_device(x), gpu().to_device(wq), gpu().to_device(wk), k_eq_v ? nullptr : &wvg, q2,
+                           k2, k_eq_v ? nullptr : &v2);
+          Tensor cache_k[2], cache_v[2], want_k[2], want_v[2];
+          for (int i = 0; i < 2; ++i) {
+            want_k[i] = Tensor::empty(DType::F32, ck.shape), want_v[i] = Tensor::empty(DType::F32, ck.shape);
+            std::fill(want_k[i].ptr<float>(), want_k[i].ptr<float>() + ck.numel(), 0.25f * float(i + 1));
+            std::fill(want_v[i].ptr<float>(), want_v[i].ptr<float>() + ck.numel(), -0.25f * float(i + 1));
+            Tensor hk = Tensor::empty(cdt, ck.shape), hv = Tensor::empty(cdt, ck.shape);
+            for (int64_t j = 0; j < ck.numel(); ++j) {
+              if (cdt == DType::F32) hk.ptr<float>()[j] = want_k[i].ptr<float>()[j], hv.ptr<float>()[j] = want_v[i].ptr<float>()[j];
+              else hk.ptr<uint16_t>()[j] = f32_to_bf16(want_k[i].ptr<float>()[j]), hv.ptr<uint16_t>()[j] = f32_to_bf16(want_v[i].ptr<float>()[j]);
+            }
+            cache_k[i] = gpu().to_device(hk), cache_v[i] = gpu().to_device(hv);
+          }
+          std::vector<Ops::KVRow> append;
+          for (int64_t t = 0; t < M; ++t)
+            append.push_back({k2.slice_rows(t, t + 1), v2.slice_rows(t, t + 1), &cache_k[t % 2], &cache_v[t % 2],
+                              (row + 5 * t) % rows});
+          gpu().qkv_norm_rope(q2, k2, v2, k_eq_v, gpu().to_device(nqw), gpu().to_device(nkw), 1e-6f, nq, nkv, hd,
+                              pos.data(), freq, &append);
+          const std::string w2 = what + " + append " + dtype_name(cdt);
+          compare(w2 + " (q)", q2, qc, 1e-4f);
+          compare(w2 + " (k)", k2, kc, 1e-4f);
+          compare(w2 + " (v)", v2, vc, 1e-4f);
+          const Tensor hk2 = gpu().to_host(k2), hv2 = gpu().to_host(v2);
+          const int64_t width = kc.dim(1);
+          for (int64_t t = 0; t < M; ++t)
+            for (int64_t j = 0; j < width; ++j) {
+              float kv = hk2.ptr<float>()[t * width + j], vv = hv2.ptr<float>()[t * width + j];
+              if (cdt == DType::BF16) kv = round_to_bf16(kv), vv = round_to_bf16(vv);
+              want_k[t % 2].ptr<float>()[((row + 5 * t) % rows) * width + j] = kv;
+              want_v[t % 2].ptr<float>()[((row + 5 * t) % rows) * width + j] = vv;
+            }
+          for (int i = 0; i < 2; ++i) {
+            compare(w2 + fmt::format(" (cache k{})", i), cache_k[i], want_k[i], 0.f);
+            compare(w2 + fmt::format(" (cache v{})", i), cache_v[i], want_v[i], 0.f);
+          }
+        }
       }
 }
 

@@ -173,8 +173,8 @@ void CudaOps::linear_qkv(const Tensor& x, const Tensor& wq, const Tensor& wk, co
 
 void CudaOps::qkv_norm_rope(Tensor& q, Tensor& k, Tensor& v, bool v_from_k, const Tensor& wq, const Tensor& wk,
                             float eps, int n_q_heads, int n_kv_heads, int head_dim, const int64_t* pos,
-                            const std::vector<float>& inv_freq) {
-  auto prof = prof_.scope([&] { return std::string("qkv_norm_rope"); });
+                            const std::vector<float>& inv_freq, const std::vector<KVRow>* append) {
+  auto prof = prof_.scope([&] { return std::string(append ? "qkv_norm_rope + KV append" : "qkv_norm_rope"); });
   f32_on_device(q, "qkv_norm_rope q");
   f32_on_device(k, "qkv_norm_rope k");
   f32_on_device(v, "qkv_norm_rope v");
@@ -185,16 +185,36 @@ void CudaOps::qkv_norm_rope(Tensor& q, Tensor& k, Tensor& v, bool v_from_k, cons
                k.numel() == T * n_kv_heads * head_dim && v.numel() == k.numel() && int(inv_freq.size()) >= head_dim / 2,
            "qkv_norm_rope: q {} k {} v {} weights {} {} for {}/{} heads of {}", shape_str(q.shape), shape_str(k.shape),
            shape_str(v.shape), shape_str(wq.shape), shape_str(wk.shape), n_q_heads, n_kv_heads, head_dim);
+  // The appends ride along when row t of k/v is append[t]'s row and every cache is an F32 or BF16 table on the
+  // device of the same dtype; otherwise they run as store_kv_rows after the norms.
+  const int64_t width = int64_t(n_kv_heads) * head_dim;
+  bool fused = decode_fusion_ && append && int64_t(append->size()) == T && T > 0;
+  const DType cdt = fused ? (*append)[0].cache_k->dtype : DType::F32;
+  std::vector<int64_t> table;
+  for (int64_t t = 0; fused && t < T; ++t) {
+    const KVRow& r = (*append)[size_t(t)];
+    fused = r.k.data == static_cast<char*>(k.data) + t * width * 4 &&
+            r.v.data == static_cast<char*>(v.data) + t * width * 4 && r.k.numel() == width && r.v.numel() == width &&
+            (cdt == DType::F32 || cdt == DType::BF16) && r.cache_k->dtype == cdt && r.cache_v->dtype == cdt &&
+            r.cache_k->device == Device::CUDA && r.cache_v->device == Device::CUDA && r.cache_k->ndim() == 2 &&
+            r.cache_k->dim(1) == width && r.cache_v->shape == r.cache_k->shape && r.row >= 0 &&
+            r.row < r.cache_k->dim(0);
+    table.insert(table.end(), {int64_t(reinterpret_cast<uintptr_t>(r.cache_k->data)),
+                               int64_t(reinterpret_cast<uintptr_t>(r.cache_v->data)), r.row});
+  }
   if (T == 0) return;
   Tensor dpos = upload(pos, T);
   Tensor dfreq = upload_constant(inv_freq.data(), head_dim / 2);
-  if (skip("qkv_norm_rope", {P(q.data), P(k.data), P(v.data), P(wq.data), P(wk.data), uint64_t(v_from_k), uint64_t(T),
-                             uint64_t(n_q_heads), uint64_t(n_kv_heads), uint64_t(head_dim), F(eps), P(dfreq.data)}))
-    return;
-  check_launch(cuda::qkv_norm_rope(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), v_from_k, wq.data, wk.data,
-                                   wtype(wq.dtype, "qkv_norm_rope"), T, n_q_heads, n_kv_heads, head_dim, eps,
-                                   dpos.ptr<int64_t>(), dfreq.ptr<float>(), stream_),
-               "qkv_norm_rope");
+  Tensor dtable = fused ? upload(table.data(), int64_t(table.size())) : Tensor();
+  if (!skip("qkv_norm_rope", {P(q.data), P(k.data), P(v.data), P(wq.data), P(wk.data), uint64_t(v_from_k), uint64_t(T),
+                              uint64_t(n_q_heads), uint64_t(n_kv_heads), uint64_t(head_dim), F(eps), P(dfreq.data),
+                              uint64_t(fused), uint64_t(cdt == DType::BF16)}))
+    check_launch(cuda::qkv_norm_rope(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), v_from_k, wq.data, wk.data,
+                                     wtype(wq.dtype, "qkv_norm_rope"), T, n_q_heads, n_kv_heads, head_dim, eps,
+                                     dpos.ptr<int64_t>(), dfreq.ptr<float>(),
+                                     fused ? dtable.ptr<int64_t>() : nullptr, cdt == DType::BF16, stream_),
+                 "qkv_norm_rope");
+  if (append && !fused) store_kv_rows(*append);
 }
 
 void CudaOps::rows_at(const Tensor& src, Tensor& dst, const Tensor* src2, Tensor* dst2, int64_t row) {

@@ -120,7 +120,7 @@ class CudaOps final : public Ops {
 
   void qkv_norm_rope(Tensor& q, Tensor& k, Tensor& v, bool v_from_k, const Tensor& wq, const Tensor& wk, float eps,
                      int n_q_heads, int n_kv_heads, int head_dim, const int64_t* pos,
-                     const std::vector<float>& inv_freq) override;
+                     const std::vector<float>& inv_freq, const std::vector<KVRow>* append = nullptr) override;
 
   bool choose_tokens(Tensor& logits, const std::vector<TokenChoice>& rows, const std::vector<int64_t>& suppress,
                      std::vector<int64_t>& ids) override;
@@ -243,6 +243,12 @@ class CudaOps final : public Ops {
   // kernel, for comparisons.
   const bool flash_ = [] {
     const char* v = std::getenv("GEMMA4_CUDA_FLASH");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  // GEMMA4_CUDA_DECODE_FUSION=0: a decode step's KV appends run as a launch of their own (store_kv_rows)
+  // instead of inside qkv_norm_rope, for comparisons.
+  const bool decode_fusion_ = [] {
+    const char* v = std::getenv("GEMMA4_CUDA_DECODE_FUSION");
     return !(v && std::strcmp(v, "0") == 0);
   }();
   cudaDeviceProp prop_{};

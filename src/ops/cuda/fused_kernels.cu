@@ -3,9 +3,11 @@
 // - add_rmsnorm:     x = (x + f * rsqrt(mean(f^2) + eps) * w) * s, one block per row; f gets the norm
 //                    (rows of D % 4 == 0 held in registers, float4 loads).
 // - rmsnorm_rope:    per (token, head): rmsnorm over head_dim with w, then the half-split rotation.
-// - qkv_norm_rope:   the same for a layer's q and k heads plus the weightless v norm, in one launch.
+// - qkv_norm_rope:   the same for a layer's q and k heads plus the weightless v norm, in one launch; in a
+//                    decode step it also appends the k and v rows to the KV caches.
 // - gemv_gelu_mul:   decode-shaped gate/up projections: one warp reads the gate row and the up row of
 //                    column n and writes gelu_tanh(g) * u (16-byte weight loads, M <= 8).
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -131,18 +133,33 @@ __device__ float load_head_rms(const float* r, float* raw, int hd, float eps) {
   return 1.0f / sqrtf(ss / float(hd) + eps);
 }
 
-// r = rope(raw * inv * w) at position p (half-split pairs j, j + hd/2).
+// A second destination of a head's values: its slice of a KV cache row (bf16 or fp32), or none.
+struct CacheRow {
+  void* p = nullptr;
+  bool bf16 = false;
+  __device__ void put(int i, float a) const {
+    if (!p) return;
+    if (bf16) static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(a);
+    else static_cast<float*>(p)[i] = a;
+  }
+};
+
+// r = rope(raw * inv * w) at position p (half-split pairs j, j + hd/2); also into `also`.
 __device__ void write_norm_rope(float* r, const float* raw, float inv, const void* w, int wdt, int hd, float p,
-                                const float* inv_freq) {
+                                const float* inv_freq, CacheRow also = {}) {
   const int half = hd / 2;
   for (int j = threadIdx.x; j < half; j += blockDim.x) {
     const float a = raw[j] * inv * ldw(w, wdt, j), b = raw[j + half] * inv * ldw(w, wdt, j + half);
     const float ang = p * inv_freq[j];
     const float c = cosf(ang), sn = sinf(ang);
-    r[j] = a * c - b * sn;
-    r[j + half] = b * c + a * sn;
+    const float lo = a * c - b * sn, hi = b * c + a * sn;
+    r[j] = lo, r[j + half] = hi;
+    also.put(j, lo), also.put(j + half, hi);
   }
-  if ((hd & 1) && threadIdx.x == 0) r[hd - 1] = raw[hd - 1] * inv * ldw(w, wdt, hd - 1);
+  if ((hd & 1) && threadIdx.x == 0) {
+    r[hd - 1] = raw[hd - 1] * inv * ldw(w, wdt, hd - 1);
+    also.put(hd - 1, r[hd - 1]);
+  }
 }
 
 __global__ void rmsnorm_rope_kernel(float* x, const void* w, int wdt, int n_heads, int hd, float eps,
@@ -156,10 +173,11 @@ __global__ void rmsnorm_rope_kernel(float* x, const void* w, int wdt, int n_head
 
 // The attention inputs of one layer (ops.h qkv_norm_rope): block b = (row t, head slot h) over the q heads,
 // the k heads and (unless v_from_k) the v heads. A k block of a K = V layer also writes v = the weightless
-// norm of k's raw projection, which it holds before normalising k in place.
+// norm of k's raw projection, which it holds before normalising k in place. With `append`, the k and v
+// values also go to row t's KV cache rows (a decode step's cache append, without a launch of its own).
 __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk,
                                      int wdt, int nq, int nkv, int hd, float eps, const int64_t* pos,
-                                     const float* inv_freq) {
+                                     const float* inv_freq, const int64_t* append, bool append_bf16) {
   __shared__ float raw[kMaxHead];
   pdl_wait();
   pdl_trigger();
@@ -171,16 +189,24 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
   if (h < nq) r = q + (t * nq + h) * hd, w = wq;
   else if (h < nq + nkv) r = k + (t * nkv + h - nq) * hd, w = wk;
   else r = v + (t * nkv + h - nq - nkv) * hd;
+  CacheRow ck, cv;  // this head's slice of the cache rows (k blocks: ck, and cv if v_from_k; v blocks: cv)
+  if (append && h >= nq) {
+    const int64_t* e = append + 3 * t;  // (cache_k, cache_v, row)
+    const int kvh = h < nq + nkv ? h - nq : h - nq - nkv;
+    const int64_t off = (e[2] * nkv + kvh) * int64_t(hd) * (append_bf16 ? 2 : 4);
+    if (h < nq + nkv) ck = {reinterpret_cast<char*>(e[0]) + off, append_bf16};
+    cv = {reinterpret_cast<char*>(e[1]) + off, append_bf16};
+  }
   const float inv = load_head_rms(r, raw, hd, eps);
   if (!w) {  // a v head: weightless norm, no rotation
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) r[i] = raw[i] * inv;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) r[i] = raw[i] * inv, cv.put(i, r[i]);
     return;
   }
   if (v_from_k && h >= nq) {
     float* vr = v + (t * nkv + h - nq) * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) vr[i] = raw[i] * inv;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) vr[i] = raw[i] * inv, cv.put(i, vr[i]);
   }
-  write_norm_rope(r, raw, inv, w, wdt, hd, float(pos[t]), inv_freq);
+  write_norm_rope(r, raw, inv, w, wdt, hd, float(pos[t]), inv_freq, ck);
 }
 
 constexpr int kWarps = 8;
@@ -269,12 +295,13 @@ int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int h
 }
 
 int qkv_norm_rope(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk, int wdt, int64_t T,
-                  int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq, cudaStream_t s) {
+                  int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq,
+                  const int64_t* append, bool append_bf16, cudaStream_t s) {
   if (head_dim > kMaxHead || head_dim <= 0) return int(cudaErrorInvalidValue);
   const int64_t blocks = T * (nq + nkv + (v_from_k ? 0 : nkv));
   if (blocks > 0)
     launch_pdl(qkv_norm_rope_kernel, dim3(unsigned(blocks)), dim3(128), 0, s, q, k, v, v_from_k, wq, wk, wdt, nq, nkv,
-               head_dim, eps, pos, inv_freq);
+               head_dim, eps, pos, inv_freq, append, append_bf16);
   return int(cudaGetLastError());
 }
 

@@ -49,9 +49,11 @@ int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int h
                  const float* inv_freq, cudaStream_t s);
 // The attention inputs of T rows in one launch (ops.h qkv_norm_rope): q [T, nq*hd] and k [T, nkv*hd] get the
 // per-head rmsnorm (weights wq, wk) and RoPE; v [T, nkv*hd] the weightless per-head rmsnorm, of itself or
-// (v_from_k) of k's projection.
+// (v_from_k) of k's projection. append (or null): [T, 3] on the device = (cache_k, cache_v, row) per row t; the
+// finished k and v rows also go to row `row` of those [rows, nkv*hd] caches (bf16 if append_bf16, else fp32).
 int qkv_norm_rope(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk, int wdt, int64_t T,
-                  int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq, cudaStream_t s);
+                  int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq,
+                  const int64_t* append, bool append_bf16, cudaStream_t s);
 bool gemv_gelu_supported(int64_t M, int64_t K, const void* x, const void* wg, const void* wu, int wdt);
 int gemv_gelu_mul(const float* x, int64_t M, int64_t K, const void* wg, const void* wu, int wdt, int64_t N, float* y,
                   cudaStream_t s);
