@@ -404,7 +404,7 @@ int main(int argc, char** argv) {
       m.ops().release_cached_memory();
       m.ops().reset_memory_peak();
       KVCache c = m.new_cache();
-      c.reserve(C + 2 * decode);  // as generate() does: prompt + new tokens (recorded and eager steps)
+      c.reserve(C + 2 * decode + 4);  // as generate() does: prompt + new tokens (recorded and eager steps)
       Tensor l;
       const double a = now();
       for (int64_t p = 0; p < C; p += chunk) {
@@ -413,21 +413,36 @@ int main(int argc, char** argv) {
       }
       const double fill_s = now() - a;
       int64_t id = argmax(l);
-      // Median step time, steps recorded as CUDA graphs (the default) or all eager, from the same cache.
+      // Median step time, steps recorded as CUDA graphs (the default) or all eager, from the same cache. The
+      // loop is generate()'s pipelined one: step n + 1 is issued with step n's token still on the device, then
+      // the host reads that token (GEMMA4_BENCH_SYNC=1: each token read before the next step, as before).
+      const char* sync_env = std::getenv("GEMMA4_BENCH_SYNC");
+      const bool pipelined = m.can_forward_pending() && !(sync_env && *sync_env == '1');
       auto decode_tps = [&](bool graphs) {
         m.ops().set_step_recording(graphs);
         std::vector<double> times;
+        const std::vector<Ops::TokenChoice> greedy_row(1);
+        Tensor d = m.forward({id}, c, nullptr, false, nullptr, /*logits_on_device=*/true);
+        if (pipelined) G4_CHECK(m.ops().choose_tokens_pending(d, greedy_row, {}), "no GPU token choice");
+        else id = greedy(d)[0];
         for (int s = 0; s < decode; ++s) {
           // GEMMA4_BENCH_PROFILE_STEP=1: the middle eager step inside cudaProfilerStart/Stop, for
           // `ncu --profile-from-start off` (per-kernel times of one decode step).
           const bool profiled = !graphs && s == decode / 2 && profile_step;
           if (profiled) cudaDeviceSynchronize(), cudaProfilerStart();
           double b = now();
-          Tensor d = m.forward({id}, c, nullptr, false, nullptr, /*logits_on_device=*/true);
-          id = greedy(d)[0];
+          if (pipelined) {
+            d = m.forward_pending(c);
+            id = m.ops().read_pending_tokens()[0];
+            G4_CHECK(m.ops().choose_tokens_pending(d, greedy_row, {}), "no GPU token choice");
+          } else {
+            d = m.forward({id}, c, nullptr, false, nullptr, /*logits_on_device=*/true);
+            id = greedy(d)[0];
+          }
           times.push_back(now() - b);
           if (profiled) cudaProfilerStop();
         }
+        if (pipelined) id = m.ops().read_pending_tokens()[0];
         m.ops().set_step_recording(true);
         std::sort(times.begin(), times.end());
         return 1.0 / times[times.size() / 2];

@@ -16,13 +16,19 @@ namespace {
 // The next token of each row of `logits` ([B, V] on the model's device): chosen on the device when the backend
 // can (a GPU: no [B, V] copy to the host), else by the samplers on the host. Each sampler draws its uniform
 // here either way, so both paths follow the same random stream.
-std::vector<int64_t> next_tokens(Model& model, Tensor& logits, const std::vector<Sampler*>& samplers) {
-  const int64_t V = model.config().text.vocab_size;
+// Each sampler's parameters and its uniform draw for this step.
+std::vector<Ops::TokenChoice> token_choices(const std::vector<Sampler*>& samplers) {
   std::vector<Ops::TokenChoice> rows;
   for (Sampler* s : samplers) {
     const SamplingParams& p = s->params();
     rows.push_back({p.temperature, p.top_k, p.top_p, s->draw()});
   }
+  return rows;
+}
+
+std::vector<int64_t> next_tokens(Model& model, Tensor& logits, const std::vector<Sampler*>& samplers) {
+  const int64_t V = model.config().text.vocab_size;
+  const std::vector<Ops::TokenChoice> rows = token_choices(samplers);
   std::vector<int64_t> ids;
   const std::vector<int64_t>& suppress = samplers.front()->params().suppress_tokens;
   bool same_suppress = true;
@@ -46,12 +52,31 @@ std::vector<int64_t> generate(Model& model, const std::vector<int64_t>& prompt, 
   std::vector<int64_t> out;
   if (opt.max_new_tokens == 0) return out;
   Tensor logits = model.forward(prompt, cache, mm, /*all_logits=*/false, nullptr, /*logits_on_device=*/true);
+  auto is_eos = [&](int64_t id) {
+    return !opt.ignore_eos && std::find(opt.eos_ids.begin(), opt.eos_ids.end(), id) != opt.eos_ids.end();
+  };
+  // Pipelined on a GPU: the chosen token stays on the device and feeds the next step, which is issued before
+  // the host reads the token; the host's part of step n + 1 overlaps the GPU's step n. When the token read
+  // turns out to end the generation, the step already issued is discarded (the cache is this call's own).
+  if (model.can_forward_pending() &&
+      model.ops().choose_tokens_pending(logits, token_choices({&sampler}), opt.sampling.suppress_tokens)) {
+    for (int step = 0; step < opt.max_new_tokens; ++step) {
+      const bool more = step + 1 < opt.max_new_tokens;
+      if (more) logits = model.forward_pending(cache);
+      const int64_t id = model.ops().read_pending_tokens()[0];
+      out.push_back(id);
+      if (on_token) on_token(id);
+      if (is_eos(id) || !more) break;
+      G4_CHECK(model.ops().choose_tokens_pending(logits, token_choices({&sampler}), opt.sampling.suppress_tokens),
+               "generate: the backend stopped choosing tokens on the device");
+    }
+    return out;
+  }
   for (int step = 0; step < opt.max_new_tokens; ++step) {
     const int64_t id = next_tokens(model, logits, {&sampler})[0];
     out.push_back(id);
     if (on_token) on_token(id);
-    bool stop = !opt.ignore_eos && std::find(opt.eos_ids.begin(), opt.eos_ids.end(), id) != opt.eos_ids.end();
-    if (stop || step + 1 == opt.max_new_tokens) break;
+    if (is_eos(id) || step + 1 == opt.max_new_tokens) break;
     logits = model.forward({id}, cache, nullptr, /*all_logits=*/false, nullptr, /*logits_on_device=*/true);
   }
   return out;

@@ -69,6 +69,23 @@ Tensor Model::forward(const std::vector<int64_t>& ids, KVCache& cache, const Mul
 
 Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const std::vector<KVCache*>& caches,
                             const MultimodalInputs* mm, bool all_logits, Tape* tape, bool logits_on_device) {
+  return forward_impl(seqs, caches, mm, all_logits, tape, logits_on_device, /*pending_input=*/false);
+}
+
+bool Model::can_forward_pending() const {
+  return ops_->device() != Device::CPU && cfg_.text.hidden_size_per_layer_input == 0;
+}
+
+Tensor Model::forward_pending(KVCache& cache) {
+  G4_CHECK(can_forward_pending(), "forward_pending: needs a GPU backend and a model without per-layer embeddings");
+  // The id 0 stands in for the pending token in the host-side checks; the embedding reads the device's.
+  return forward_impl({{0}}, {&cache}, nullptr, false, nullptr, /*logits_on_device=*/true, /*pending_input=*/true);
+}
+
+// pending_input: one sequence, one row, whose token is the backend's pending token (forward_pending).
+Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const std::vector<KVCache*>& caches,
+                           const MultimodalInputs* mm, bool all_logits, Tape* tape, bool logits_on_device,
+                           bool pending_input) {
   const TextConfig& tc = cfg_.text;
   Ops& ops = *ops_;
   // Weights on the backend's device (the checkpoint views themselves on the CPU). Parts that still run
@@ -115,7 +132,7 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
     bool decode = !tape && !mm && !on_host && tc.hidden_size_per_layer_input == 0 && !tc.enable_moe_block;
     for (const Segment& g : segs) decode = decode && g.T == 1 && g.cache->fits(1);
     if (decode) {
-      uint64_t key = 0x9e3779b97f4a7c15ull ^ segs.size();
+      uint64_t key = (0x9e3779b97f4a7c15ull ^ segs.size()) + (pending_input ? 0x51ull : 0);
       auto mix = [&key](uint64_t v) { key = (key ^ v) * 0x100000001b3ull + (key >> 31); };
       for (const Segment& g : segs) {
         mix(g.cache->storage_id());
@@ -142,7 +159,14 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
     if (img || aud) lookup_ids[t] = tc.pad_token_id;
   }
   Tensor x = ops.alloc(DType::F32, {T, H});
-  ops.embedding(W.embed_tokens, lookup_ids, rounded_scale(std::sqrt(double(H)), W.embed_tokens.dtype), x);
+  const float embed_scale = rounded_scale(std::sqrt(double(H)), W.embed_tokens.dtype);
+  if (pending_input) {  // placeholders read as pad, as above (a model may sample one)
+    std::vector<int64_t> to_pad;
+    if (cfg_.is_unified) to_pad = {cfg_.image_token_id, cfg_.video_token_id, cfg_.audio_token_id};
+    ops.embedding_pending(W.embed_tokens, T, embed_scale, to_pad, tc.pad_token_id, x);
+  } else {
+    ops.embedding(W.embed_tokens, lookup_ids, embed_scale, x);
+  }
 
   G4_CHECK(!tape || (image_rows.empty() && audio_rows.empty()),
            "training with image or audio soft tokens is not supported (text only)");

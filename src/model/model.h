@@ -61,6 +61,12 @@ class Model {
   Tensor forward_batch(const std::vector<std::vector<int64_t>>& seqs, const std::vector<KVCache*>& caches,
                        const MultimodalInputs* mm = nullptr, bool all_logits = false, Tape* tape = nullptr,
                        bool logits_on_device = false);
+  // A decode step of one sequence whose input token is the backend's pending token (Ops::choose_tokens_pending,
+  // not yet read by the host): the pipelined decode of generate(). Logits [1, V] on the device.
+  // can_forward_pending(): whether this model and backend can (a GPU backend; no per-layer embeddings, whose
+  // lookup runs on the host).
+  bool can_forward_pending() const;
+  Tensor forward_pending(KVCache& cache);
   const std::vector<LayerSpec>& layer_specs() const { return layers_; }
   // A cache on the model's device: BF16 rows on a GPU in bf16 precision, else F32.
   KVCache new_cache() const {
@@ -73,6 +79,9 @@ class Model {
   void backward(const Tape& tape, const Tensor& logits, const Tensor& dlogits, Weights& grads);
 
  private:
+  Tensor forward_impl(const std::vector<std::vector<int64_t>>& seqs, const std::vector<KVCache*>& caches,
+                      const MultimodalInputs* mm, bool all_logits, Tape* tape, bool logits_on_device,
+                      bool pending_input);
   ModelConfig cfg_;
   Weights w_;
   KeyAccounting acct_;

@@ -222,6 +222,24 @@ class Ops {
     (void)logits, (void)rows, (void)suppress, (void)ids;
     return false;
   }
+  // Pipelined decode (a GPU backend; generate() uses it): choose_tokens whose ids stay on the device as the
+  // backend's pending tokens, the input of the next embedding_pending, while their copy to the host runs. The
+  // host issues step n + 1 before it reads step n's tokens (read_pending_tokens), so the GPU never waits for
+  // the host's part of a step. Returns false when the backend cannot (then the caller chooses on the host).
+  virtual bool choose_tokens_pending(Tensor& logits, const std::vector<TokenChoice>& rows,
+                                     const std::vector<int64_t>& suppress) {
+    (void)logits, (void)rows, (void)suppress;
+    return false;
+  }
+  // The pending tokens of the last choose_tokens_pending (waits for their copy).
+  virtual std::vector<int64_t> read_pending_tokens() { throw Error("this backend has no pending tokens"); }
+  // embedding() of the pending tokens (row t: pending id t), ids listed in `to_pad` read as pad_id (the
+  // multimodal placeholders, as the forward's host lookup does).
+  virtual void embedding_pending(const Tensor& table, int64_t T, float scale, const std::vector<int64_t>& to_pad,
+                                 int64_t pad_id, Tensor& y) {
+    (void)table, (void)T, (void)scale, (void)to_pad, (void)pad_id, (void)y;
+    throw Error("this backend has no pending tokens");
+  }
 
   virtual void store_kv_rows(const std::vector<KVRow>& rows) {
     for (const KVRow& r : rows) store_kv(r.k, r.v, *r.cache_k, *r.cache_v, r.row);

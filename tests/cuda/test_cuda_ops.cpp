@@ -1038,7 +1038,19 @@ TEST(CudaSampling, SampledGenerationMatchesCpu) {
   for (uint64_t seed : {1u, 2u, 3u}) {
     o.sampling.seed = seed;
     std::vector<int64_t> prompt = {5, 17, 33, int64_t(seed)};
-    EXPECT_EQ(generate(gm, prompt, o), generate(cm, prompt, o)) << "seed " << seed;
+    const std::vector<int64_t> got = generate(gm, prompt, o);
+    EXPECT_EQ(got, generate(cm, prompt, o)) << "seed " << seed;
+    // Stopped by an eos mid-way: the GPU's pipelined loop has already issued the next step when it reads the
+    // eos; that step is dropped. The streamed tokens are the returned ones.
+    GenerateOptions e = o;
+    e.ignore_eos = false;
+    e.eos_ids = {got[6]};
+    std::vector<int64_t> streamed;
+    const std::vector<int64_t> stopped = generate(gm, prompt, e, nullptr, [&](int64_t id) { streamed.push_back(id); });
+    EXPECT_EQ(stopped, generate(cm, prompt, e)) << "seed " << seed;
+    EXPECT_EQ(stopped, streamed);
+    EXPECT_LE(stopped.size(), 7u);
+    EXPECT_EQ(stopped.back(), got[6]);
   }
   auto g = generate_batch(gm, {{5, 6}, {7, 8, 9}, {10}}, o, 3), c = generate_batch(cm, {{5, 6}, {7, 8, 9}, {10}}, o, 3);
   EXPECT_EQ(g, c);

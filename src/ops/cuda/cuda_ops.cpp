@@ -81,6 +81,8 @@ CudaOps::~CudaOps() {
   if (blas_) cublasDestroy(blas_);
   if (blas_tc_) cublasDestroy(blas_tc_);
 #endif
+  if (pending_host_) cudaFreeHost(pending_host_);
+  if (pending_copied_) cudaEventDestroy(pending_copied_);
   cudaStreamDestroy(stream_);
 }
 
@@ -380,10 +382,8 @@ void CudaOps::linear_gelu_mul(const Tensor& x, const Tensor& wg, const Tensor& w
       "linear_gelu_mul");
 }
 
-bool CudaOps::choose_tokens(Tensor& logits, const std::vector<TokenChoice>& rows, const std::vector<int64_t>& suppress,
-                            std::vector<int64_t>& ids) {
-  auto prof = prof_.scope([&] { return std::string("choose_tokens"); });
-  if (logits.device != Device::CUDA) return false;
+void CudaOps::launch_token_choice(Tensor& logits, const std::vector<TokenChoice>& rows,
+                                  const std::vector<int64_t>& suppress, int64_t* out) {
   f32_on_device(logits, "choose_tokens");
   no_host_transfer_in_step("choose_tokens");
   const int64_t B = int64_t(rows.size()), V = logits.dim(-1);
@@ -392,23 +392,81 @@ bool CudaOps::choose_tokens(Tensor& logits, const std::vector<TokenChoice>& rows
   for (const TokenChoice& r : rows) params.insert(params.end(), {r.temperature, double(r.top_k), r.top_p, r.uniform});
   Tensor dp = upload(params.data(), int64_t(params.size()));
   Tensor ds = upload(suppress.data(), int64_t(suppress.size()));
-  auto out = device_block(size_t(B) * sizeof(int64_t));
   const bool greedy = std::all_of(rows.begin(), rows.end(), [](const TokenChoice& r) { return r.temperature == 0.0; });
   if (greedy && B <= kSplitCounters) {  // spread over the GPU (sampling.cu argmax_rows)
     auto scratch = device_block(size_t(argmax_rows_scratch_words(B, V)) * sizeof(uint64_t));
     check_launch(cuda::argmax_rows(logits.ptr<float>(), B, V, ds.ptr<int64_t>(), int(suppress.size()),
-                                   static_cast<uint64_t*>(scratch.get()), split_counters() + kSplitCounters,
-                                   static_cast<int64_t*>(out.get()), stream_),
+                                   static_cast<uint64_t*>(scratch.get()), split_counters() + kSplitCounters, out,
+                                   stream_),
                  "choose_tokens");
   } else {
     check_launch(cuda::choose_tokens(logits.ptr<float>(), B, V, dp.ptr<double>(), ds.ptr<int64_t>(),
-                                     int(suppress.size()), static_cast<int64_t*>(out.get()), stream_),
+                                     int(suppress.size()), out, stream_),
                  "choose_tokens");
   }
+}
+
+bool CudaOps::choose_tokens(Tensor& logits, const std::vector<TokenChoice>& rows, const std::vector<int64_t>& suppress,
+                            std::vector<int64_t>& ids) {
+  auto prof = prof_.scope([&] { return std::string("choose_tokens"); });
+  if (logits.device != Device::CUDA) return false;
+  const int64_t B = int64_t(rows.size());
+  auto out = device_block(size_t(B) * sizeof(int64_t));
+  launch_token_choice(logits, rows, suppress, static_cast<int64_t*>(out.get()));
   ids.resize(B);
   check(cudaMemcpy(ids.data(), out.get(), size_t(B) * sizeof(int64_t), cudaMemcpyDeviceToHost), "choose_tokens");
   for (int64_t id : ids) G4_CHECK(id >= 0, "every token is suppressed");
   return true;
+}
+
+bool CudaOps::choose_tokens_pending(Tensor& logits, const std::vector<TokenChoice>& rows,
+                                    const std::vector<int64_t>& suppress) {
+  auto prof = prof_.scope([&] { return std::string("choose_tokens (pending)"); });
+  const int64_t B = int64_t(rows.size());
+  if (logits.device != Device::CUDA || B > kMaxPendingTokens) return false;
+  if (!pending_dev_) {  // allocated once: recorded steps hold its address
+    pending_dev_ = pool_->allocate(kMaxPendingTokens * sizeof(int64_t));
+    check(cudaMallocHost(reinterpret_cast<void**>(&pending_host_), kMaxPendingTokens * sizeof(int64_t)),
+          "pinned pending tokens");
+    check(cudaEventCreateWithFlags(&pending_copied_, cudaEventDisableTiming), "pending token event");
+  }
+  // The host copy of the previous choice must have been read: read_pending_tokens waits for it.
+  launch_token_choice(logits, rows, suppress, static_cast<int64_t*>(pending_dev_.get()));
+  check(cudaMemcpyAsync(pending_host_, pending_dev_.get(), size_t(B) * sizeof(int64_t), cudaMemcpyDeviceToHost,
+                        stream_),
+        "pending tokens");
+  check(cudaEventRecord(pending_copied_, stream_), "pending token event");
+  pending_n_ = B;
+  return true;
+}
+
+std::vector<int64_t> CudaOps::read_pending_tokens() {
+  G4_CHECK(pending_n_ >= 0, "read_pending_tokens: no token was chosen");
+  check(cudaEventSynchronize(pending_copied_), "pending tokens");
+  std::vector<int64_t> ids(pending_host_, pending_host_ + pending_n_);
+  for (int64_t id : ids) G4_CHECK(id >= 0, "every token is suppressed");
+  return ids;
+}
+
+void CudaOps::embedding_pending(const Tensor& table, int64_t T, float scale, const std::vector<int64_t>& to_pad,
+                                int64_t pad_id, Tensor& y) {
+  auto prof = prof_.scope([&] { return std::string("embedding (pending)"); });
+  on_device(table, "embedding table");
+  f32_on_device(y, "embedding output");
+  G4_CHECK(pending_n_ >= 0 && T == pending_n_, "embedding_pending: {} rows, but {} pending tokens", T, pending_n_);
+  G4_CHECK(to_pad.size() <= 3, "embedding_pending: at most 3 placeholder ids");
+  const int64_t D = table.dim(1);
+  G4_CHECK(y.numel() == T * D, "embedding: output shape {} for {} ids of width {}", shape_str(y.shape), T, D);
+  IdRemap remap;
+  for (size_t i = 0; i < to_pad.size(); ++i) remap.to_pad[i] = to_pad[i];
+  remap.pad_id = pad_id;
+  if (skip("embedding (pending)", {P(table.data), P(y.data), uint64_t(T), uint64_t(D), F(scale), uint64_t(remap.to_pad[0]),
+                                   uint64_t(remap.to_pad[1]), uint64_t(remap.to_pad[2]), uint64_t(pad_id)}))
+    return;
+  check_launch(cuda::embedding(table.data, wtype(table.dtype, "embedding"), D,
+                               static_cast<const int64_t*>(pending_dev_.get()), T, scale, y.ptr<float>(), stream_,
+                               remap),
+               "embedding (pending)");
 }
 
 void CudaOps::linear_backward(const Tensor&, const Tensor&, const Tensor&, Tensor*, bool, Tensor*) {

@@ -124,6 +124,11 @@ class CudaOps final : public Ops {
 
   bool choose_tokens(Tensor& logits, const std::vector<TokenChoice>& rows, const std::vector<int64_t>& suppress,
                      std::vector<int64_t>& ids) override;
+  bool choose_tokens_pending(Tensor& logits, const std::vector<TokenChoice>& rows,
+                             const std::vector<int64_t>& suppress) override;
+  std::vector<int64_t> read_pending_tokens() override;
+  void embedding_pending(const Tensor& table, int64_t T, float scale, const std::vector<int64_t>& to_pad,
+                         int64_t pad_id, Tensor& y) override;
 
   // ---- backward: not yet on the GPU
   void linear_backward(const Tensor&, const Tensor&, const Tensor&, Tensor*, bool, Tensor*) override;
@@ -144,6 +149,17 @@ class CudaOps final : public Ops {
 
   void fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s, const Tensor* w2,
                          Tensor* out);
+
+  // The token choice of choose_tokens / choose_tokens_pending: ids of the B rows into out (device).
+  void launch_token_choice(Tensor& logits, const std::vector<TokenChoice>& rows, const std::vector<int64_t>& suppress,
+                           int64_t* out);
+  // Pending tokens (choose_tokens_pending): a device buffer of fixed address (recorded steps read it), its
+  // pinned host copy and the event after that copy.
+  static constexpr int64_t kMaxPendingTokens = 1024;
+  std::shared_ptr<void> pending_dev_;
+  int64_t* pending_host_ = nullptr;
+  cudaEvent_t pending_copied_ = nullptr;
+  int64_t pending_n_ = -1;  // -1: nothing chosen yet
 
   // dst rows [row, row + n) = src (and dst2 = src2 when given) with the row read on the device, so a recorded
   // step replays with a new row.

@@ -154,9 +154,12 @@ __global__ void layernorm_kernel(const float* x, const void* w, int wdt, const v
 }
 
 // ---- embedding, rope ------------------------------------------------------------------------------------
-__global__ void embedding_kernel(const void* table, int tdt, int64_t D, const int64_t* ids, float scale, float* y) {
+__global__ void embedding_kernel(const void* table, int tdt, int64_t D, const int64_t* ids, float scale, float* y,
+                                 IdRemap remap) {
   const int64_t t = blockIdx.x;
-  const int64_t row = ids[t];
+  int64_t row = ids[t];
+  if (row == remap.to_pad[0] || row == remap.to_pad[1] || row == remap.to_pad[2]) row = remap.pad_id;
+  if (row < 0) row = 0;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) y[t * D + i] = ldw(table, tdt, row * D + i) * scale;
 }
 
@@ -246,8 +249,8 @@ int layernorm(const float* x, const void* w, int wdt, const void* b, int bdt, in
 }
 
 int embedding(const void* table, int tdt, int64_t D, const int64_t* ids, int64_t T, float scale, float* y,
-              cudaStream_t s) {
-  if (T > 0) embedding_kernel<<<unsigned(T), 256, 0, s>>>(table, tdt, D, ids, scale, y);
+              cudaStream_t s, IdRemap remap) {
+  if (T > 0) embedding_kernel<<<unsigned(T), 256, 0, s>>>(table, tdt, D, ids, scale, y, remap);
   return last();
 }
 

@@ -19,8 +19,14 @@ int rmsnorm(const float* x, const void* w, int wdt, int64_t rows, int64_t D, flo
 int layernorm(const float* x, const void* w, int wdt, const void* b, int bdt, int64_t rows, int64_t D, float eps,
               float* y, cudaStream_t s);
 // y[t] = table[ids[t]] * scale; ids on the device.
+// Ids equal to one of to_pad (-1: unused) read row pad_id (the multimodal placeholders); a negative id reads
+// row 0 (a pending token that every suppression ruled out; the host reports it when it reads the token).
+struct IdRemap {
+  int64_t to_pad[3] = {-1, -1, -1};
+  int64_t pad_id = 0;
+};
 int embedding(const void* table, int tdt, int64_t D, const int64_t* ids, int64_t T, float scale, float* y,
-              cudaStream_t s);
+              cudaStream_t s, IdRemap remap = {});
 // pos [T], inv_freq [head_dim/2] on the device.
 int rope(float* x, int64_t T, int n_heads, int head_dim, const int64_t* pos, const float* inv_freq, cudaStream_t s);
 int gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);

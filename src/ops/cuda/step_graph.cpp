@@ -18,10 +18,12 @@ constexpr const char* kHint = "(GEMMA4_CUDA_GRAPHS=0 runs every step eagerly)";
 }  // namespace
 
 StepGraphs::Graph::~Graph() {
-  if (exec) cudaGraphExecDestroy(exec);
-  if (start) cudaEventDestroy(start);
-  if (done) cudaEventDestroy(done);
-  if (pinned) cudaFreeHost(pinned);
+  for (int p = 0; p < 2; ++p) {
+    if (exec[p]) cudaGraphExecDestroy(exec[p]);
+    if (start[p]) cudaEventDestroy(start[p]);
+    if (done[p]) cudaEventDestroy(done[p]);
+    if (pinned[p]) cudaFreeHost(pinned[p]);
+  }
 }
 
 StepGraphs::StepGraphs(cudaStream_t stream, std::shared_ptr<DevicePool> pool)
@@ -62,13 +64,15 @@ void StepGraphs::begin(uint64_t key) {
   cur_ = &g;
   op_i_ = block_i_ = upload_i_ = 0;
   g.upload_used = 0;
-  if (g.exec) {
-    ck(cudaEventSynchronize(g.done), "step graph wait");  // the last launch has read the upload area
-    collect_timing(g);
+  if (g.exec[0]) {
+    // This launch's host area was last read by the launch before the previous one: usually long done.
+    ck(cudaEventSynchronize(g.done[g.parity]), "step graph wait");
+    collect_timing(g, g.parity);
     mode_ = Mode::Replay;
     return;
   }
-  if (!g.pinned) ck(cudaMallocHost(reinterpret_cast<void**>(&g.pinned), kUploadBytes), "pinned step uploads");
+  for (char*& p : g.pinned)
+    if (!p) ck(cudaMallocHost(reinterpret_cast<void**>(&p), kUploadBytes), "pinned step uploads");
   if (!g.dev) g.dev = pool_->allocate(kUploadBytes);
   g.sigs.clear();
   g.blocks.clear();
@@ -99,49 +103,61 @@ void StepGraphs::end() {
       g.broken = true;
       throw Error("decode step graph: recording failed: {} {}", cudaGetErrorString(e), kHint);
     }
-    // One copy of the whole upload area ahead of the recorded nodes (the roots of the captured chain).
+    // One copy of the whole upload area ahead of the recorded nodes (the roots of the captured chain); the
+    // second instance copies from the second host area.
+    cudaGraphNode_t copy = nullptr;
     if (g.upload_used > 0) {
       size_t n = 0;
       ck(cudaGraphGetRootNodes(graph, nullptr, &n), "graph roots");
       std::vector<cudaGraphNode_t> roots(n);
       if (n) ck(cudaGraphGetRootNodes(graph, roots.data(), &n), "graph roots");
-      cudaGraphNode_t copy = nullptr;
-      ck(cudaGraphAddMemcpyNode1D(&copy, graph, nullptr, 0, g.dev.get(), g.pinned, g.upload_used,
+      ck(cudaGraphAddMemcpyNode1D(&copy, graph, nullptr, 0, g.dev.get(), g.pinned[0], g.upload_used,
                                   cudaMemcpyHostToDevice),
          "graph upload node");
       std::vector<cudaGraphNode_t> from(n, copy);
       if (n) ck(cudaGraphAddDependencies(graph, from.data(), roots.data(), nullptr, n), "graph upload edges");
     }
-    const cudaError_t ie = cudaGraphInstantiate(&g.exec, graph, 0);
+    cudaError_t ie = cudaGraphInstantiate(&g.exec[0], graph, 0);
+    if (ie == cudaSuccess && copy)
+      ie = cudaGraphMemcpyNodeSetParams1D(copy, g.dev.get(), g.pinned[1], g.upload_used, cudaMemcpyHostToDevice);
+    if (ie == cudaSuccess) ie = cudaGraphInstantiate(&g.exec[1], graph, 0);
     cudaGraphDestroy(graph);
     if (ie != cudaSuccess) {
       cudaGetLastError();
-      g.exec = nullptr;
+      for (cudaGraphExec_t& e : g.exec)
+        if (e) cudaGraphExecDestroy(e), e = nullptr;
       g.broken = true;
       throw Error("decode step graph: instantiation failed: {} {}", cudaGetErrorString(ie), kHint);
     }
-    if (!g.done) ck(cudaEventCreate(&g.done), "step graph event");
-    if (!g.start) ck(cudaEventCreate(&g.start), "step graph event");
+    for (int p = 0; p < 2; ++p) {
+      if (!g.done[p]) ck(cudaEventCreate(&g.done[p]), "step graph event");
+      if (!g.start[p]) ck(cudaEventCreate(&g.start[p]), "step graph event");
+    }
+    // The recording wrote its arrays into area 0, and the first launch follows now: make it instance 0.
+    g.parity = 0;
   }
-  collect_timing(g);
+  const int p = g.parity;
+  collect_timing(g, p);
   stats_.host_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - began_).count();
-  ck(cudaEventRecord(g.start, stream_), "step graph event");
-  ck(cudaGraphLaunch(g.exec, stream_), "step graph launch");
-  ck(cudaEventRecord(g.done, stream_), "step graph event");
-  g.timing_pending = true;
+  ck(cudaEventRecord(g.start[p], stream_), "step graph event");
+  ck(cudaGraphLaunch(g.exec[p], stream_), "step graph launch");
+  ck(cudaEventRecord(g.done[p], stream_), "step graph event");
+  g.timing_pending[p] = true;
+  g.parity = 1 - p;
   ++stats_.steps;
 }
 
-void StepGraphs::collect_timing(Graph& g) const {
-  if (!g.timing_pending) return;
+void StepGraphs::collect_timing(Graph& g, int p) const {
+  if (!g.timing_pending[p]) return;
   float ms = 0;
-  if (cudaEventSynchronize(g.done) == cudaSuccess && cudaEventElapsedTime(&ms, g.start, g.done) == cudaSuccess)
+  if (cudaEventSynchronize(g.done[p]) == cudaSuccess &&
+      cudaEventElapsedTime(&ms, g.start[p], g.done[p]) == cudaSuccess)
     stats_.gpu_seconds += ms / 1e3;
-  g.timing_pending = false;
+  g.timing_pending[p] = false;
 }
 
 Ops::StepStats StepGraphs::stats() const {
-  for (auto& [key, g] : graphs_) collect_timing(*g);
+  for (auto& [key, g] : graphs_) collect_timing(*g, 0), collect_timing(*g, 1);
   return stats_;
 }
 
@@ -185,7 +201,8 @@ void* StepGraphs::upload(const void* p, size_t bytes) {
     if (upload_i_ >= g.upload_bytes.size() || g.upload_bytes[upload_i_] != bytes) diverged("upload", upload_i_);
     ++upload_i_;
   }
-  if (bytes) std::memcpy(g.pinned + at, p, bytes);
+  // A recording writes area 0 (its first launch is instance 0); replays write the area of their instance.
+  if (bytes) std::memcpy(g.pinned[mode_ == Mode::Capture ? 0 : g.parity] + at, p, bytes);
   g.upload_used = at + (bytes + 15) / 16 * 16;
   return static_cast<char*>(g.dev.get()) + at;
 }

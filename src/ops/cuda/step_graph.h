@@ -4,7 +4,9 @@
 // and produces the step's small host arrays), but the ops launch nothing; they only
 //   - take their device memory from the recording (block(): the same addresses, in the same order),
 //   - write their host arrays (positions, ids, cache rows, key ranges) into the recording's pinned upload
-//     area (upload()); one host-to-device copy ahead of the graph moves the whole area,
+//     area (upload()); one host-to-device copy ahead of the graph moves the whole area. The area is double
+//     buffered (two instantiations of the recording, one per host area, launched in turn), so the host can
+//     prepare step n+1 while step n has not yet copied its arrays (a pipelined decode, generate()),
 //   - check that they are the op the recording holds at that point (skip(): a hash of the op's pointers,
 //     shapes and scalars; a difference is an error, never a silent wrong result).
 // The caller's key must pin everything else: the caches' storage and the attention key capacities.
@@ -63,15 +65,18 @@ class StepGraphs {
     int seen = 0;
     bool broken = false;  // recording failed: this key runs eagerly
     uint64_t last_use = 0;
-    cudaGraphExec_t exec = nullptr;
-    cudaEvent_t start = nullptr, done = nullptr;  // around each launch; the upload area is rewritten after done
-    bool timing_pending = false;
+    // Launch n uses instance n % 2: its own host upload area, rewritten only after that instance's previous
+    // launch is done (the device side is shared: launches run in stream order).
+    int parity = 0;  // of the next launch
+    cudaGraphExec_t exec[2] = {nullptr, nullptr};
+    cudaEvent_t start[2] = {nullptr, nullptr}, done[2] = {nullptr, nullptr};  // around each launch
+    bool timing_pending[2] = {false, false};
     std::vector<uint64_t> sigs;
     std::vector<std::shared_ptr<void>> blocks;
     std::vector<size_t> block_bytes;
     std::vector<size_t> upload_bytes;
-    char* pinned = nullptr;  // host side of the upload area
-    std::shared_ptr<void> dev;  // device side
+    char* pinned[2] = {nullptr, nullptr};  // host sides of the upload area
+    std::shared_ptr<void> dev;             // device side
     size_t upload_used = 0;
     ~Graph();
   };
@@ -85,7 +90,7 @@ class StepGraphs {
   std::map<uint64_t, std::unique_ptr<Graph>> graphs_;
   Graph* cur_ = nullptr;
   size_t op_i_ = 0, block_i_ = 0, upload_i_ = 0;
-  void collect_timing(Graph& g) const;
+  void collect_timing(Graph& g, int parity) const;
   uint64_t clock_ = 0;
   std::chrono::steady_clock::time_point began_{};
   mutable Ops::StepStats stats_;
