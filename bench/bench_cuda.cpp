@@ -385,6 +385,7 @@ int main(int argc, char** argv) {
     std::printf("%-34s %12s %12s %12s\n", "phase", "tok/s", "roofline", "ratio");
     for (int64_t T : prefill) {
       std::vector<double> times;
+      const Ops::MemoryStats ms0 = m.ops().memory_stats();
       for (int rep = 0; rep < 3; ++rep) {
         KVCache c = m.new_cache();
         double a = now();
@@ -393,7 +394,10 @@ int main(int argc, char** argv) {
       }
       std::sort(times.begin(), times.end());
       const double tps = T / times[1];
-      std::printf("%-34s %12.1f %12s %12s\n", fmt::format("prefill {}", T).c_str(), tps, "-", "-");
+      const Ops::MemoryStats ms1 = m.ops().memory_stats();
+      std::printf("%-34s %12.1f %12s %12s   (3 runs: %lld cudaMalloc, %lld cudaFree)\n", fmt::format("prefill {}", T).c_str(),
+                  tps, "-", "-", (long long)(ms1.driver_allocs - ms0.driver_allocs),
+                  (long long)(ms1.driver_frees - ms0.driver_frees));
       json += fmt::format(", \"prefill_{}_tok_s\": {:.1f}", T, tps);
       std::fflush(stdout);
     }

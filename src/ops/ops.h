@@ -69,6 +69,7 @@ class Ops {
   // tensors, bytes reserved from the driver (live + cached), and the peak of reserved since the last reset.
   struct MemoryStats {
     size_t in_use = 0, reserved = 0, peak_reserved = 0;
+    int64_t driver_allocs = 0, driver_frees = 0;  // calls into the driver so far (they can stall the device)
   };
   virtual MemoryStats memory_stats() const { return {}; }
   virtual void reset_memory_peak() {}

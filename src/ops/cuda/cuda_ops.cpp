@@ -155,7 +155,8 @@ void CudaOps::begin_step(uint64_t key) {
 
 Ops::MemoryStats CudaOps::memory_stats() const {
   const size_t used = pool_->in_use_bytes();
-  return {used, used + pool_->cached_bytes(), pool_->peak_reserved_bytes()};
+  return {used, used + pool_->cached_bytes(), pool_->peak_reserved_bytes(), pool_->driver_allocs(),
+          pool_->driver_frees()};
 }
 
 void CudaOps::release_cached_memory() {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <iterator>
 
+#include <cstdlib>
+
 #include "core/error.h"
 
 namespace gemma4::cuda {
@@ -14,7 +16,11 @@ namespace {
 // Cached (free) memory kept for reuse. A long prefill's per-layer scratch alternates between the sliding and
 // the full layers' sizes (a few hundred MB in all at 4096 tokens); a smaller bound made every switch free the
 // whole cache, and cudaFree waits for the GPU, which then idled while the host caught up.
-constexpr size_t kKeepCached = size_t(1) << 30;
+// GEMMA4_POOL_KEEP_MB overrides it (for measurements).
+const size_t kKeepCached = [] {
+  const char* v = std::getenv("GEMMA4_POOL_KEEP_MB");
+  return v && std::atoll(v) > 0 ? size_t(std::atoll(v)) << 20 : size_t(1) << 30;
+}();
 
 size_t round_size(size_t bytes) {
   if (bytes < 256) return 256;
@@ -49,6 +55,7 @@ std::shared_ptr<void> DevicePool::allocate(size_t bytes) {
   // more than that on top of live tensors.
   if (cached_bytes() + size > kKeepCached) trim_to(kKeepCached > size ? kKeepCached - size : 0);
   cudaError_t e = cudaMalloc(&p, size);
+  ++allocs_;
   if (e != cudaSuccess) {
     cudaGetLastError();
     trim();  // give the cache back to the driver and try once more
@@ -80,6 +87,7 @@ void DevicePool::trim_to(size_t keep) {
   while (cached_ > keep && !free_.empty()) {
     auto it = std::prev(free_.end());  // the largest
     cudaFree(it->second);
+    ++frees_;
     cached_ -= it->first;
     free_.erase(it);
   }
@@ -87,7 +95,7 @@ void DevicePool::trim_to(size_t keep) {
 
 void DevicePool::trim() {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [size, p] : free_) cudaFree(p);
+  for (auto& [size, p] : free_) cudaFree(p), ++frees_;
   free_.clear();
   cached_ = 0;
 }

@@ -4,6 +4,7 @@
 // the stream orders the old reader before the new writer. Sizes are rounded (256 B granularity below 1 MiB,
 // 1/8-power-of-two steps above) and a request takes the smallest cached block that fits within 1/4 slack.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -25,12 +26,15 @@ class DevicePool : public std::enable_shared_from_this<DevicePool> {
   size_t in_use_bytes() const;
   size_t peak_reserved_bytes() const;  // max of (in use + cached) since the last reset_peak()
   void reset_peak();
+  int64_t driver_allocs() const { return allocs_; }
+  int64_t driver_frees() const { return frees_; }
 
  private:
   void release(void* p, size_t bytes);
   mutable std::mutex mu_;
   std::multimap<size_t, void*> free_;  // rounded size -> block
   size_t cached_ = 0, in_use_ = 0, peak_ = 0;
+  std::atomic<int64_t> allocs_{0}, frees_{0};
 };
 
 }  // namespace gemma4::cuda
