@@ -531,6 +531,13 @@ TEST(CudaOps, Elementwise) {
     Tensor y = poisoned({n});
     gpu().gelu_tanh_mul(da, db, y);
     compare("gelu_tanh_mul", y, want, 1e-5f);
+    {  // a multiple of 4 (the float4 kernel)
+      const int64_t n4 = n - 3;
+      Tensor want4 = Tensor::empty(DType::F32, {n4}), y4 = poisoned({n4});
+      cpu().gelu_tanh_mul(a.slice_rows(0, n4), b.slice_rows(0, n4), want4);
+      gpu().gelu_tanh_mul(da.slice_rows(0, n4), db.slice_rows(0, n4), y4);
+      compare("gelu_tanh_mul (float4)", y4, want4, 1e-5f);
+    }
     cpu().gelu_tanh(a, want);
     gpu().gelu_tanh(da, y);
     compare("gelu_tanh", y, want, 1e-5f);

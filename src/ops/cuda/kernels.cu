@@ -186,6 +186,13 @@ __global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, cons
 __global__ void gelu_tanh_mul_kernel(const float* g, const float* u, float* o, int64_t n) {
   G4_GRID_LOOP(i, n) o[i] = gelu_tanh_f(g[i]) * u[i];
 }
+// The same on float4s (n % 4 == 0, 16-byte aligned): a prefill's [T, 15360] gate/up pass is memory-bound.
+__global__ void gelu_tanh_mul4_kernel(const float4* g, const float4* u, float4* o, int64_t n4) {
+  G4_GRID_LOOP(i, n4) {
+    const float4 a = g[i], b = u[i];
+    o[i] = make_float4(gelu_tanh_f(a.x) * b.x, gelu_tanh_f(a.y) * b.y, gelu_tanh_f(a.z) * b.z, gelu_tanh_f(a.w) * b.w);
+  }
+}
 __global__ void gelu_tanh_kernel(const float* x, float* o, int64_t n) { G4_GRID_LOOP(i, n) o[i] = gelu_tanh_f(x[i]); }
 __global__ void add_kernel(const float* a, const float* b, float* o, int64_t n) { G4_GRID_LOOP(i, n) o[i] = a[i] + b[i]; }
 __global__ void scale_kernel(float* x, int64_t n, float scalar, const void* sdev, int sdt) {
@@ -261,7 +268,12 @@ int rope(float* x, int64_t T, int n_heads, int head_dim, const int64_t* pos, con
 }
 
 int gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
-  if (n > 0) gelu_tanh_mul_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(gate, up, out, n);
+  if (n > 0 && n % 4 == 0 && (uintptr_t(gate) | uintptr_t(up) | uintptr_t(out)) % 16 == 0)
+    gelu_tanh_mul4_kernel<<<unsigned(blocks_for(n / 4, 256)), 256, 0, s>>>(
+        reinterpret_cast<const float4*>(gate), reinterpret_cast<const float4*>(up), reinterpret_cast<float4*>(out),
+        n / 4);
+  else if (n > 0)
+    gelu_tanh_mul_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(gate, up, out, n);
   return last();
 }
 int gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t s) {
