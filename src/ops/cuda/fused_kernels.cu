@@ -171,10 +171,35 @@ __global__ void rmsnorm_rope_kernel(float* x, const void* w, int wdt, int n_head
   write_norm_rope(r, raw, inv, w, wdt, hd, float(pos[th / n_heads]), inv_freq);
 }
 
-// The attention inputs of one layer (ops.h qkv_norm_rope): block b = (row t, head slot h) over the q heads,
-// the k heads and (unless v_from_k) the v heads. A k block of a K = V layer also writes v = the weightless
-// norm of k's raw projection, which it holds before normalising k in place. With `append`, the k and v
-// values also go to row t's KV cache rows (a decode step's cache append, without a launch of its own).
+// One head of a layer's attention inputs (ops.h qkv_norm_rope): head slot h of row t over the q heads, the k
+// heads and (unless v_from_k) the v heads. r: the head's values (normalised in place); w: its norm weight (null
+// for a v head); vr: for a k head of a K = V layer, where v = the weightless norm of k's raw projection goes;
+// ck / cv: where the finished k / v values also go with `append` (row t's KV cache rows, a decode step's
+// append without a launch of its own).
+struct QkvHead {
+  float* r;
+  float* vr = nullptr;
+  const void* w = nullptr;
+  CacheRow ck, cv;
+};
+__device__ QkvHead qkv_head(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk, int nq,
+                            int nkv, int hd, int64_t t, int h, const int64_t* append, bool append_bf16) {
+  QkvHead x;
+  if (h < nq) x.r = q + (t * nq + h) * hd, x.w = wq;
+  else if (h < nq + nkv) x.r = k + (t * nkv + h - nq) * hd, x.w = wk;
+  else x.r = v + (t * nkv + h - nq - nkv) * hd;
+  if (v_from_k && h >= nq) x.vr = v + (t * nkv + h - nq) * hd;
+  if (append && h >= nq) {
+    const int64_t* e = append + 3 * t;  // (cache_k, cache_v, row)
+    const int kvh = h < nq + nkv ? h - nq : h - nq - nkv;
+    const int64_t off = (e[2] * nkv + kvh) * int64_t(hd) * (append_bf16 ? 2 : 4);
+    if (h < nq + nkv) x.ck = {reinterpret_cast<char*>(e[0]) + off, append_bf16};
+    x.cv = {reinterpret_cast<char*>(e[1]) + off, append_bf16};
+  }
+  return x;
+}
+
+// Any head_dim <= kMaxHead: one block of 128 threads per head.
 __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk,
                                      int wdt, int nq, int nkv, int hd, float eps, const int64_t* pos,
                                      const float* inv_freq, const int64_t* append, bool append_bf16) {
@@ -183,30 +208,63 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
   pdl_trigger();
   const int per_row = nq + nkv + (v_from_k ? 0 : nkv);
   const int64_t t = blockIdx.x / per_row;
-  const int h = int(blockIdx.x % per_row);
-  float* r;
-  const void* w = nullptr;
-  if (h < nq) r = q + (t * nq + h) * hd, w = wq;
-  else if (h < nq + nkv) r = k + (t * nkv + h - nq) * hd, w = wk;
-  else r = v + (t * nkv + h - nq - nkv) * hd;
-  CacheRow ck, cv;  // this head's slice of the cache rows (k blocks: ck, and cv if v_from_k; v blocks: cv)
-  if (append && h >= nq) {
-    const int64_t* e = append + 3 * t;  // (cache_k, cache_v, row)
-    const int kvh = h < nq + nkv ? h - nq : h - nq - nkv;
-    const int64_t off = (e[2] * nkv + kvh) * int64_t(hd) * (append_bf16 ? 2 : 4);
-    if (h < nq + nkv) ck = {reinterpret_cast<char*>(e[0]) + off, append_bf16};
-    cv = {reinterpret_cast<char*>(e[1]) + off, append_bf16};
-  }
-  const float inv = load_head_rms(r, raw, hd, eps);
-  if (!w) {  // a v head: weightless norm, no rotation
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) r[i] = raw[i] * inv, cv.put(i, r[i]);
+  const QkvHead x = qkv_head(q, k, v, v_from_k, wq, wk, nq, nkv, hd, t, int(blockIdx.x % per_row), append, append_bf16);
+  const float inv = load_head_rms(x.r, raw, hd, eps);
+  if (!x.w) {  // a v head: weightless norm, no rotation
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) x.r[i] = raw[i] * inv, x.cv.put(i, x.r[i]);
     return;
   }
-  if (v_from_k && h >= nq) {
-    float* vr = v + (t * nkv + h - nq) * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) vr[i] = raw[i] * inv, cv.put(i, vr[i]);
+  if (x.vr)
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) x.vr[i] = raw[i] * inv, x.cv.put(i, x.vr[i]);
+  write_norm_rope(x.r, raw, inv, x.w, wdt, hd, float(pos[t]), inv_freq, x.ck);
+}
+
+// head_dim = 64 P (the 12B's 256 and 512): one warp per head, lane l holding the rotation pairs
+// (j, j + hd/2) for j = l, l + 32, ...; warp reductions only. A 4096-token prefill has 131K heads per layer,
+// which the block-per-head kernel ran at about a third of the memory bandwidth.
+template <int P>
+__global__ void __launch_bounds__(256)
+    qkv_norm_rope_warp_kernel(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk, int wdt,
+                              int nq, int nkv, float eps, const int64_t* pos, const float* inv_freq,
+                              const int64_t* append, bool append_bf16, int64_t heads) {
+  constexpr int hd = 64 * P, half = 32 * P;
+  pdl_wait();
+  pdl_trigger();
+  const int lane = threadIdx.x & 31;
+  const int64_t wi = int64_t(blockIdx.x) * (blockDim.x / 32) + (threadIdx.x >> 5);
+  if (wi >= heads) return;
+  const int per_row = nq + nkv + (v_from_k ? 0 : nkv);
+  const int64_t t = wi / per_row;
+  const QkvHead x = qkv_head(q, k, v, v_from_k, wq, wk, nq, nkv, hd, t, int(wi % per_row), append, append_bf16);
+  float lo[P], hi[P], ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < P; ++i) {
+    const int j = lane + 32 * i;
+    lo[i] = x.r[j], hi[i] = x.r[j + half];
+    ss += lo[i] * lo[i] + hi[i] * hi[i];
   }
-  write_norm_rope(r, raw, inv, w, wdt, hd, float(pos[t]), inv_freq, ck);
+  const float inv = 1.0f / sqrtf(warp_sum(ss) / float(hd) + eps);
+  if (!x.w || x.vr) {  // a v head, or the v of a K = V layer: weightless norm, no rotation
+    float* out = x.w ? x.vr : x.r;
+#pragma unroll
+    for (int i = 0; i < P; ++i) {
+      const int j = lane + 32 * i;
+      out[j] = lo[i] * inv, out[j + half] = hi[i] * inv;
+      x.cv.put(j, out[j]), x.cv.put(j + half, out[j + half]);
+    }
+    if (!x.w) return;
+  }
+  const float p = float(pos[t]);
+#pragma unroll
+  for (int i = 0; i < P; ++i) {
+    const int j = lane + 32 * i;
+    const float a = lo[i] * inv * ldw(x.w, wdt, j), b = hi[i] * inv * ldw(x.w, wdt, j + half);
+    const float ang = p * inv_freq[j];
+    const float c = cosf(ang), sn = sinf(ang);
+    const float rlo = a * c - b * sn, rhi = b * c + a * sn;
+    x.r[j] = rlo, x.r[j + half] = rhi;
+    x.ck.put(j, rlo), x.ck.put(j + half, rhi);
+  }
 }
 
 constexpr int kWarps = 8;
@@ -298,9 +356,20 @@ int qkv_norm_rope(float* q, float* k, float* v, bool v_from_k, const void* wq, c
                   int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq,
                   const int64_t* append, bool append_bf16, cudaStream_t s) {
   if (head_dim > kMaxHead || head_dim <= 0) return int(cudaErrorInvalidValue);
-  const int64_t blocks = T * (nq + nkv + (v_from_k ? 0 : nkv));
-  if (blocks > 0)
-    launch_pdl(qkv_norm_rope_kernel, dim3(unsigned(blocks)), dim3(128), 0, s, q, k, v, v_from_k, wq, wk, wdt, nq, nkv,
+  const int64_t heads = T * (nq + nkv + (v_from_k ? 0 : nkv));
+  if (heads <= 0) return 0;
+  // Warp per head for many rows (prefill); a decode step's few heads keep the block kernel (as measured with
+  // the decode figures of the README).
+  const unsigned warp_blocks = unsigned((heads + 7) / 8);
+  const bool many = T >= 16;
+  if (many && head_dim == 256)
+    launch_pdl(qkv_norm_rope_warp_kernel<4>, dim3(warp_blocks), dim3(256), 0, s, q, k, v, v_from_k, wq, wk, wdt, nq,
+               nkv, eps, pos, inv_freq, append, append_bf16, heads);
+  else if (many && head_dim == 512)
+    launch_pdl(qkv_norm_rope_warp_kernel<8>, dim3(warp_blocks), dim3(256), 0, s, q, k, v, v_from_k, wq, wk, wdt, nq,
+               nkv, eps, pos, inv_freq, append, append_bf16, heads);
+  else
+    launch_pdl(qkv_norm_rope_kernel, dim3(unsigned(heads)), dim3(128), 0, s, q, k, v, v_from_k, wq, wk, wdt, nq, nkv,
                head_dim, eps, pos, inv_freq, append, append_bf16);
   return int(cudaGetLastError());
 }
