@@ -13,9 +13,6 @@ GenerateOptions default_generate_options(const ModelConfig& cfg) {
 
 namespace {
 
-// The next token of each row of `logits` ([B, V] on the model's device): chosen on the device when the backend
-// can (a GPU: no [B, V] copy to the host), else by the samplers on the host. Each sampler draws its uniform
-// here either way, so both paths follow the same random stream.
 // Each sampler's parameters and its uniform draw for this step.
 std::vector<Ops::TokenChoice> token_choices(const std::vector<Sampler*>& samplers) {
   std::vector<Ops::TokenChoice> rows;
@@ -26,6 +23,9 @@ std::vector<Ops::TokenChoice> token_choices(const std::vector<Sampler*>& sampler
   return rows;
 }
 
+// The next token of each row of `logits` ([B, V] on the model's device): chosen on the device when the backend
+// can (a GPU: no [B, V] copy to the host), else by the samplers on the host. Each sampler draws its uniform
+// here either way, so both paths follow the same random stream.
 std::vector<int64_t> next_tokens(Model& model, Tensor& logits, const std::vector<Sampler*>& samplers) {
   const int64_t V = model.config().text.vocab_size;
   const std::vector<Ops::TokenChoice> rows = token_choices(samplers);
@@ -58,8 +58,12 @@ std::vector<int64_t> generate(Model& model, const std::vector<int64_t>& prompt, 
   // Pipelined on a GPU: the chosen token stays on the device and feeds the next step, which is issued before
   // the host reads the token; the host's part of step n + 1 overlaps the GPU's step n. When the token read
   // turns out to end the generation, the step already issued is discarded (the cache is this call's own).
-  if (model.can_forward_pending() &&
-      model.ops().choose_tokens_pending(logits, token_choices({&sampler}), opt.sampling.suppress_tokens)) {
+  auto choose_pending = [&] {
+    G4_CHECK(model.ops().choose_tokens_pending(logits, token_choices({&sampler}), opt.sampling.suppress_tokens),
+             "generate: the backend could not choose the token on the device");
+  };
+  if (model.can_forward_pending()) {
+    choose_pending();
     for (int step = 0; step < opt.max_new_tokens; ++step) {
       const bool more = step + 1 < opt.max_new_tokens;
       if (more) logits = model.forward_pending(cache);
@@ -67,8 +71,7 @@ std::vector<int64_t> generate(Model& model, const std::vector<int64_t>& prompt, 
       out.push_back(id);
       if (on_token) on_token(id);
       if (is_eos(id) || !more) break;
-      G4_CHECK(model.ops().choose_tokens_pending(logits, token_choices({&sampler}), opt.sampling.suppress_tokens),
-               "generate: the backend stopped choosing tokens on the device");
+      choose_pending();
     }
     return out;
   }

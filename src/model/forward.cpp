@@ -73,11 +73,12 @@ Tensor Model::forward_batch(const std::vector<std::vector<int64_t>>& seqs, const
 }
 
 bool Model::can_forward_pending() const {
-  return ops_->device() != Device::CPU && cfg_.text.hidden_size_per_layer_input == 0;
+  return ops_->has_pending_tokens() && cfg_.text.hidden_size_per_layer_input == 0;
 }
 
 Tensor Model::forward_pending(KVCache& cache) {
-  G4_CHECK(can_forward_pending(), "forward_pending: needs a GPU backend and a model without per-layer embeddings");
+  G4_CHECK(can_forward_pending(), "forward_pending: needs a backend with pending tokens (a GPU) and a model without "
+                                  "per-layer embeddings");
   // The id 0 stands in for the pending token in the host-side checks; the embedding reads the device's.
   return forward_impl({{0}}, {&cache}, nullptr, false, nullptr, /*logits_on_device=*/true, /*pending_input=*/true);
 }
@@ -251,7 +252,8 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
   bool a_ready = false;  // hbuf already holds rmsnorm(x, input_layernorm) of the current layer
   const int nq = tc.num_attention_heads;
 
-  const bool one_row_each = std::all_of(segs.begin(), segs.end(), [](const Segment& g) { return g.T == 1; });
+  // A decode step (one new row per sequence) appends every sequence's K/V row in the same op as the norms.
+  const bool row_appends = std::all_of(segs.begin(), segs.end(), [](const Segment& g) { return g.T == 1; });
   for (size_t li = 0; li < layers_.size(); ++li) {
     const LayerSpec& s = layers_[li];
     const LayerWeights& lw = W.layers[li];
@@ -268,8 +270,6 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
     if (lt) rec(lt->a, a);
     Tensor q = rows_view(qbuf, T, qd);
     Tensor k = rows_view(kbuf, T, kvd), v = rows_view(vbuf, T, kvd);
-    // A decode step (one new row per sequence) appends every sequence's K/V row in the same op as the norms.
-    const bool row_appends = one_row_each;
     std::vector<Ops::KVRow> kv_rows;
     if (s.kv_source < 0) {
       // q, k, v projections (K = V layers: V from the raw K projection), per-head norms, RoPE on q and k.

@@ -63,8 +63,8 @@ class Model {
                        bool logits_on_device = false);
   // A decode step of one sequence whose input token is the backend's pending token (Ops::choose_tokens_pending,
   // not yet read by the host): the pipelined decode of generate(). Logits [1, V] on the device.
-  // can_forward_pending(): whether this model and backend can (a GPU backend; no per-layer embeddings, whose
-  // lookup runs on the host).
+  // can_forward_pending(): whether this model and backend can (a backend with pending tokens, a GPU; no
+  // per-layer embeddings, whose lookup runs on the host).
   bool can_forward_pending() const;
   Tensor forward_pending(KVCache& cache);
   const std::vector<LayerSpec>& layer_specs() const { return layers_; }

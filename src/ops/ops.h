@@ -181,7 +181,7 @@ class Ops {
     linear(x, wk, k);
     if (wv) linear(x, *wv, *v);
   }
-  // Several KV cache appends of one row each (a batched decode step: one per sequence), see store_kv.
+  // Several KV cache appends of one row each (a decode step: one per sequence), see store_kv.
   struct KVRow {
     Tensor k, v;  // [1, width] rows to store
     Tensor* cache_k;
@@ -226,7 +226,9 @@ class Ops {
   // Pipelined decode (a GPU backend; generate() uses it): choose_tokens whose ids stay on the device as the
   // backend's pending tokens, the input of the next embedding_pending, while their copy to the host runs. The
   // host issues step n + 1 before it reads step n's tokens (read_pending_tokens), so the GPU never waits for
-  // the host's part of a step. Returns false when the backend cannot (then the caller chooses on the host).
+  // the host's part of a step. has_pending_tokens(): whether the backend has these three ops;
+  // choose_tokens_pending returns false when it cannot take the call (more rows than its buffer).
+  virtual bool has_pending_tokens() const { return false; }
   virtual bool choose_tokens_pending(Tensor& logits, const std::vector<TokenChoice>& rows,
                                      const std::vector<int64_t>& suppress) {
     (void)logits, (void)rows, (void)suppress;

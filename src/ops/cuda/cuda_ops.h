@@ -124,6 +124,7 @@ class CudaOps final : public Ops {
 
   bool choose_tokens(Tensor& logits, const std::vector<TokenChoice>& rows, const std::vector<int64_t>& suppress,
                      std::vector<int64_t>& ids) override;
+  bool has_pending_tokens() const override { return true; }
   bool choose_tokens_pending(Tensor& logits, const std::vector<TokenChoice>& rows,
                              const std::vector<int64_t>& suppress) override;
   std::vector<int64_t> read_pending_tokens() override;
