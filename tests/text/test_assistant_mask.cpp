@@ -246,7 +246,9 @@ TEST(AssistantMask, TokenLevelMaskWithTheRealTokenizer) {
     // The header and the tool result are not learned.
     int32_t turn = tok->token_to_id("<|turn>");
     for (size_t i = 0; i < m.ids.size(); ++i)
-      if (m.ids[i] == turn) EXPECT_EQ(m.mask[i], 0);
+      if (m.ids[i] == turn) {
+        EXPECT_EQ(m.mask[i], 0);
+      }
   }
 }
 

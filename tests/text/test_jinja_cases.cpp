@@ -40,7 +40,9 @@ TEST(JinjaCases, MatchHuggingFaceJinja) {
     if (refs[i].contains("error")) {
       EXPECT_FALSE(err.empty()) << "jinja2 raised " << refs[i]["error"] << " but the engine rendered " << got;
       // Runtime errors name the template and line.
-      if (!err.empty()) EXPECT_EQ(err.rfind(name + ":1: ", 0), 0u) << err;
+      if (!err.empty()) {
+        EXPECT_EQ(err.rfind(name + ":1: ", 0), 0u) << err;
+      }
     } else {
       EXPECT_EQ(err, "");
       EXPECT_EQ(got, refs[i]["text"].get<std::string>());

@@ -248,7 +248,9 @@ TEST(Bucketing, BucketSizesFollowFairseq2) {
     for (size_t i = 0; i < sizes.size(); ++i) {
       EXPECT_LE(sizes[i].first * sizes[i].second, m);
       EXPECT_GE(sizes[i].first, 1);
-      if (i) EXPECT_GT(sizes[i].second, sizes[i - 1].second);
+      if (i) {
+        EXPECT_GT(sizes[i].second, sizes[i - 1].second);
+      }
     }
   }
   EXPECT_THROW(data::create_bucket_sizes(16, 17), Error);
