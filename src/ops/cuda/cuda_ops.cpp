@@ -431,7 +431,7 @@ bool CudaOps::choose_tokens_pending(Tensor& logits, const std::vector<TokenChoic
           "pinned pending tokens");
     check(cudaEventCreateWithFlags(&pending_copied_, cudaEventDisableTiming), "pending token event");
   }
-  // The host copy of the previous choice must have been read: read_pending_tokens waits for it.
+  // Overwrites the previous choice and its host copy: a caller reads it (read_pending_tokens) before this.
   launch_token_choice(logits, rows, suppress, static_cast<int64_t*>(pending_dev_.get()));
   check(cudaMemcpyAsync(pending_host_, pending_dev_.get(), size_t(B) * sizeof(int64_t), cudaMemcpyDeviceToHost,
                         stream_),
