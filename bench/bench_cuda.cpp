@@ -146,6 +146,31 @@ int run_micro(Precision prec, double bw) {
     std::printf("%-48s %10.1f %10.0f\n", fmt::format("linear bf16 M=1 N={} K={} ({} copies)", N, K, copies).c_str(), us,
                 ws[0].nbytes() / (us * 1e3));
   }
+  // Prefill matmuls (4096 rows): the linear op as the forward calls it (x to bf16, then the tensor-core GEMM).
+  for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{
+           {2048, 3840}, {4096, 3840}, {8192, 3840}, {3840, 4096}, {15360, 3840}, {30720, 3840}, {3840, 15360}}) {
+    const int64_t M = 4096;
+    Tensor x = dev({M, K}, DType::F32), w = dev({N, K}, DType::BF16), y = ops->alloc(DType::F32, {M, N});
+    Tensor xb = ops->alloc(DType::BF16, {M, K});
+    const double us = time_us([&] { ops->linear(x, w, y); });
+    const double conv = time_us([&] { ops->copy(x, xb); });
+    std::printf("%-48s %10.1f %10.0f   (x to bf16 alone %.1f us)\n",
+                fmt::format("linear bf16 M={} N={} K={} (TFLOP/s)", M, N, K).c_str(), us, 2.0 * M * N * K / (us * 1e6),
+                conv);
+  }
+  {  // A sliding layer's q/k/v projections and feed-forward at 4096 rows, as the forward calls them.
+    const int64_t M = 4096, K = 3840, I = 15360;
+    Tensor x = dev({M, K}, DType::F32), wq = dev({4096, K}, DType::BF16), wk = dev({2048, K}, DType::BF16);
+    Tensor wv = dev({2048, K}, DType::BF16), q = ops->alloc(DType::F32, {M, 4096});
+    Tensor k = ops->alloc(DType::F32, {M, 2048}), v = ops->alloc(DType::F32, {M, 2048});
+    double us = time_us([&] { ops->linear_qkv(x, wq, wk, &wv, q, k, &v); });
+    std::printf("%-48s %10.1f %10.0f\n", "linear_qkv M=4096 N=4096+2048+2048 (TFLOP/s)", us,
+                2.0 * M * 8192 * K / (us * 1e6));
+    Tensor wg = dev({I, K}, DType::BF16), wu = dev({I, K}, DType::BF16), wd = dev({K, I}, DType::BF16);
+    Tensor g = ops->alloc(DType::F32, {M, I}), u = ops->alloc(DType::F32, {M, I}), f = ops->alloc(DType::F32, {M, K});
+    us = time_us([&] { ops->feed_forward(x, wg, wu, wd, g, u, f); });
+    std::printf("%-48s %10.1f %10.0f\n", "feed_forward M=4096 I=15360 (TFLOP/s)", us, 6.0 * M * I * K / (us * 1e6));
+  }
   // Rows: the GEMV kernel (M <= kGemvMaxRows in cuda_ops.cpp) against cuBLAS tensor cores above it.
   for (int64_t M : {2, 4, 6, 8, 16, 32}) {
     const int64_t N = 15360, K = 3840;

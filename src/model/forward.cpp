@@ -376,17 +376,17 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
     if (lt) rec(lt->m, m);
     const int64_t I = s.intermediate_size;
     Tensor g = rows_view(gbuf, T, I), u = rows_view(ubuf, T, I);
+    Tensor f = h2buf;
     if (lt) {  // training records the pre-activation projections
       ops.linear(m, lw.gate_proj, g);
       ops.linear(m, lw.up_proj, u);
       rec(lt->g, g), rec(lt->u, u);
       ops.gelu_tanh_mul(g, u, g);
+      rec(lt->h, g);
+      ops.linear(g, lw.down_proj, f);
     } else {
-      ops.linear_gelu_mul(m, lw.gate_proj, lw.up_proj, g, u);
+      ops.feed_forward(m, lw.gate_proj, lw.up_proj, lw.down_proj, g, u, f);
     }
-    if (lt) rec(lt->h, g);
-    Tensor f = h2buf;
-    ops.linear(g, lw.down_proj, f);
     if (lt) rec(lt->f_dense, f);
     if (s.has_moe) {
       ops.rmsnorm(f, &lw.post_feedforward_layernorm_1, eps, f);

@@ -147,6 +147,14 @@ class Ops {
     gelu_tanh_mul(out, scratch, out);
   }
 
+  // out = (gelu_tanh(x . wg^T) * (x . wu^T)) . wd^T: the dense feed-forward (§2.4.4). g and u are [M, I] F32
+  // scratch (I = wg's rows); what they hold afterwards is unspecified.
+  virtual void feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, const Tensor& wd, Tensor& g,
+                            Tensor& u, Tensor& out) {
+    linear_gelu_mul(x, wg, wu, g, u);
+    linear(g, wd, out);
+  }
+
   // ---- Recorded steps (GPU decode, ops/cuda/step_graph.h). A caller repeating one forward shape (decode
   // steps) brackets each repetition with begin_step(key) / end_step(), end_step before reading results on the
   // host. Repetitions under one key must issue the same ops over the same tensors (pointers, shapes); only

@@ -435,6 +435,24 @@ TEST(CudaOps, FusedForms) {
       gpu().linear_gelu_mul(gpu().to_device(x), gpu().to_device(wg), gpu().to_device(wu), out, gs);
       compare(fmt::format("linear_gelu_mul w={} M={} K={} N={}", dtype_name(wdt), M, K, N), out, want, 1e-5f);
     }
+  // The dense feed-forward: decode rows through the GEMVs, more rows in bf16 precision through cuBLASLt with
+  // bf16 intermediates (F32-stored weights through their bf16 copies).
+  for (int64_t M : {1, 3, 37})
+    for (DType wdt : {DType::BF16, DType::F32}) {
+      const int64_t K = 384, I = 520, N = 136;
+      Tensor x = randn({M, K}), wg = randn({I, K}, 0.05f, wdt), wu = randn({I, K}, 0.05f, wdt);
+      Tensor wd = randn({N, I}, 0.05f, wdt);
+      Tensor g = Tensor::empty(DType::F32, {M, I}), u = Tensor::empty(DType::F32, {M, I});
+      Tensor want = Tensor::empty(DType::F32, {M, N});
+      cpu().feed_forward(x, wg, wu, wd, g, u, want);
+      for (Ops* o : {&gpu(), &gpu_bf16()}) {
+        const bool bf = o == &gpu_bf16();
+        Tensor gg = o->alloc(DType::F32, {M, I}), gu = o->alloc(DType::F32, {M, I}), out = poisoned({M, N});
+        o->feed_forward(o->to_device(x), o->to_device(wg), o->to_device(wu), o->to_device(wd), gg, gu, out);
+        compare(fmt::format("feed_forward{} w={} M={} K={} I={} N={}", bf ? " bf16" : "", dtype_name(wdt), M, K, I, N),
+                out, want, bf ? 2e-2f : 1e-5f);
+      }
+    }
   // The attention inputs of a layer: q/k/v projections in one launch (3 or 2 segments, K = V), then the fused
   // per-head norms + RoPE, then a KV cache store at a row; against the CPU composition.
   for (auto [nq, nkv, hd, k_eq_v] : {std::tuple<int, int, int, bool>{16, 8, 256, false}, {16, 1, 512, true},
@@ -464,6 +482,18 @@ TEST(CudaOps, FusedForms) {
         compare(what + " (q)", qg, qc, 1e-4f);
         compare(what + " (k)", kg, kc, 1e-4f);
         compare(what + " (v)", vg, vc, 1e-4f);
+        {  // bf16 precision: tensor-core GEMMs from one bf16 copy of x when M > 1
+          Tensor q3 = poisoned(qc.shape), k3 = poisoned(kc.shape), v3 = poisoned(vc.shape);
+          Tensor wvb = gpu_bf16().to_device(wv);
+          gpu_bf16().linear_qkv(gpu_bf16().to_device(x), gpu_bf16().to_device(wq), gpu_bf16().to_device(wk),
+                                k_eq_v ? nullptr : &wvb, q3, k3, k_eq_v ? nullptr : &v3);
+          Tensor ql = Tensor::empty(DType::F32, qc.shape), kl = Tensor::empty(DType::F32, kc.shape);
+          Tensor vl = Tensor::empty(DType::F32, vc.shape);
+          cpu().linear_qkv(x, wq, wk, k_eq_v ? nullptr : &wv, ql, kl, k_eq_v ? nullptr : &vl);
+          compare(what + " bf16 (q proj)", q3, ql, 2e-2f);
+          compare(what + " bf16 (k proj)", k3, kl, 2e-2f);
+          if (!k_eq_v) compare(what + " bf16 (v proj)", v3, vl, 2e-2f);
+        }
         // store_kv: rows [row, row + M) of a cache
         const int64_t rows = 64, row = 41;
         Tensor ck = Tensor::empty(DType::F32, {rows, int64_t(nkv) * hd}), cv = Tensor::empty(DType::F32, ck.shape);
@@ -634,8 +664,10 @@ Agreement agreement(const float* g, const float* w, int64_t T, int64_t V) {
 // models are built to be ill-conditioned (final norm x14 spreads the logits; MoE routers with tiny margins
 // flip experts), so bf16 moves them far: HF's own bf16 run gets cosine 0.997 / top-1 86% on unified_bf16
 // and 0.82 / 40% on gemma4_moe_bf16. The figures are printed; the assertion is a sanity floor (a broken
-// kernel gives top-1 near 1/V). The cosine >= 0.999 / top-1 >= 98% criterion is asserted on a trained model
-// below (CudaBf16.TrainedDemoModelTracksFp32).
+// kernel gives top-1 near 1/V): 50%, and 30% on the MoE fixtures, below HF's own 40% there (the prefill's
+// feed-forward rounds its gate/up projections to bf16, as HF's bf16 run does; that moved gemma4_moe_f32 from
+// above 50% to 19/40). The cosine >= 0.999 / top-1 >= 98% criterion is asserted on a trained model below
+// (CudaBf16.TrainedDemoModelTracksFp32).
 TEST_P(CudaParity, Bf16PrecisionOnFixtures) {
   REQUIRE_GPU();
   const std::string dir = GetParam();
@@ -656,7 +688,8 @@ TEST_P(CudaParity, Bf16PrecisionOnFixtures) {
   }
   std::printf("  [cuda bf16] %s: min cosine %.6f, top1 %d/%lld, max|gpu-HF| %.3g; %s\n",
               fs::path(dir).filename().c_str(), ours.min_cos, ours.top1, (long long)T, ours.maxdiff, hf.c_str());
-  EXPECT_GE(double(ours.top1) / T, 0.5);
+  const bool moe = fs::path(dir).filename().string().find("moe") != std::string::npos;
+  EXPECT_GE(double(ours.top1) / T, moe ? 0.3 : 0.5);
 }
 
 TEST_P(CudaParity, LogitsMatchHuggingFaceAndCpu) {

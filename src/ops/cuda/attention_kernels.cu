@@ -11,6 +11,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "ops/cuda/device_util.cuh"
@@ -359,6 +360,15 @@ __global__ void f32_to_bf16_kernel(const float* __restrict__ x, __nv_bfloat16* _
     y[i] = __float2bfloat16_rn(x[i]);
 }
 
+// Four at a time (n % 4 == 0, x 16-byte and y 8-byte aligned): a prefill's activations, memory-bound.
+__global__ void f32_to_bf16_4_kernel(const float4* __restrict__ x, uint2* __restrict__ y, int64_t n4) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
+    const float4 v = x[i];
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+    y[i] = make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+  }
+}
+
 __global__ void bf16_to_f32_kernel(const __nv_bfloat16* __restrict__ x, float* __restrict__ y, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     y[i] = __bfloat162float(x[i]);
@@ -487,6 +497,12 @@ int store_rows_bf16(const float* src, void* dst, const float* src2, void* dst2, 
 
 int f32_to_bf16(const float* x, void* y, int64_t n, cudaStream_t s) {
   if (n <= 0) return 0;
+  if (n % 4 == 0 && uintptr_t(x) % 16 == 0 && uintptr_t(y) % 8 == 0) {
+    const int64_t n4 = n / 4, blocks = std::min<int64_t>((n4 + 255) / 256, 65535 * 8);
+    f32_to_bf16_4_kernel<<<unsigned(blocks), 256, 0, s>>>(reinterpret_cast<const float4*>(x), static_cast<uint2*>(y),
+                                                            n4);
+    return int(cudaGetLastError());
+  }
   int64_t blocks = (n + 255) / 256;
   if (blocks > 65535 * 8) blocks = 65535 * 8;
   f32_to_bf16_kernel<<<unsigned(blocks), 256, 0, s>>>(x, static_cast<__nv_bfloat16*>(y), n);

@@ -146,9 +146,28 @@ void CudaOps::store_kv_rows(const std::vector<KVRow>& rows) {
 void CudaOps::linear_qkv(const Tensor& x, const Tensor& wq, const Tensor& wk, const Tensor* wv, Tensor& q, Tensor& k,
                          Tensor* v) {
   const int64_t K = x.dim(-1), M = x.numel() / std::max<int64_t>(1, K);
-  const Tensor& q16 = precision_ == Precision::BF16 && wq.dtype == DType::F32 ? bf16_shadow(wq) : wq;
-  const Tensor& k16 = precision_ == Precision::BF16 && wk.dtype == DType::F32 ? bf16_shadow(wk) : wk;
-  const Tensor* v16 = wv && precision_ == Precision::BF16 && wv->dtype == DType::F32 ? &bf16_shadow(*wv) : wv;
+  const Tensor& q16 = gemm_weight(wq);
+  const Tensor& k16 = gemm_weight(wk);
+  const Tensor* v16 = wv ? &gemm_weight(*wv) : nullptr;
+  // Prefill rows in bf16 precision: x to bf16 once for the three tensor-core GEMMs.
+  if (x.device == Device::CUDA && x.dtype == DType::F32 && lt_gemm_ok(M, K, {&q16, &k16, v16}) &&
+      x.numel() == M * K && q.numel() == M * q16.dim(0) && k.numel() == M * k16.dim(0) &&
+      (!v16 || (v && v->numel() == M * v16->dim(0)))) {
+    auto prof = prof_.scope([&] { return fmt::format("linear_qkv M>1 N={}+{}+{} K={}", q16.dim(0), k16.dim(0),
+                                                     v16 ? v16->dim(0) : 0, K); });
+    f32_on_device(q, "linear_qkv q");
+    f32_on_device(k, "linear_qkv k");
+    if (v16) f32_on_device(*v, "linear_qkv v");
+    auto xb = device_block(size_t(M) * K * 2);
+    if (skip("linear_qkv gemm", {P(x.data), P(q16.data), P(k16.data), P(v16 ? v16->data : nullptr), P(q.data),
+                                 P(k.data), P(v16 ? v->data : nullptr), uint64_t(M), uint64_t(K)}))
+      return;
+    check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "linear_qkv: x to bf16");
+    lt_gemm(xb.get(), q16, q.data, false, M);
+    lt_gemm(xb.get(), k16, k.data, false, M);
+    if (v16) lt_gemm(xb.get(), *v16, v->data, false, M);
+    return;
+  }
   bool fused = x.device == Device::CUDA && q16.dtype != DType::F32 && k16.dtype == q16.dtype &&
                (!v16 || v16->dtype == q16.dtype) && q16.ndim() == 2 && k16.ndim() == 2 && q16.dim(1) == K &&
                k16.dim(1) == K && (!v16 || (v16->ndim() == 2 && v16->dim(1) == K)) && q.numel() == M * q16.dim(0) &&

@@ -68,12 +68,17 @@ CudaOps::CudaOps(Precision p) : precision_(p) {
                  cublasSetWorkspace(h, ws->get(), kBlasWorkspace) == CUBLAS_STATUS_SUCCESS,
              "cuBLAS: setting the stream and workspace failed");
   }
+  lt_ws_ = pool_->allocate(kBlasWorkspace);
+  lt_ = std::make_unique<LtGemm>(stream_, lt_ws_.get(), kBlasWorkspace);
 #endif
 }
 
 CudaOps::~CudaOps() {
   cudaDeviceSynchronize();
   steps_.reset();
+#ifdef GEMMA4_HAS_CUBLAS
+  lt_.reset();
+#endif
   uploads_.clear();
   constants_.clear();
   shadows_.clear();
@@ -187,7 +192,7 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
   if (M == 0 || N == 0) return;
   const int bdt = has_b ? wtype(b->dtype, "bias") : 0;
   // BF16 precision reads F32-stored weights through a bf16 copy (half the bytes, tensor-core GEMMs).
-  const Tensor& wk = precision_ == Precision::BF16 && w.dtype == DType::F32 ? bf16_shadow(w) : w;
+  const Tensor& wk = gemm_weight(w);
   const int wdt = wtype(wk.dtype, "linear weight");
   const bool gemv = gemv_rows_ok(M) && gemv_vec_supported(M, K, x.data, wk.data, wdt);  // weight streaming
   const bool dims_ok = K > 0 && K < (1ll << 31) && N < (1ll << 31) && M < (1ll << 31);
@@ -210,10 +215,7 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
     const float one = 1.f, zero = 0.f;
     if (gemm_bf16) {
       check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "linear: x to bf16");
-      G4_CHECK(cublasGemmEx(blas_tc_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, wk.data, CUDA_R_16BF,
-                            int(K), xb.get(), CUDA_R_16BF, int(K), &zero, y.data, CUDA_R_32F, int(N),
-                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS,
-               "cuBLAS bf16 GEMM failed for linear [{}, {}] x [{}, {}]^T", M, K, N, K);
+      lt_gemm(xb.get(), wk, y.data, false, M);
     } else {
       G4_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, wk.ptr<float>(), int(K),
                            x.ptr<float>(), int(K), &zero, y.ptr<float>(), int(N)) == CUBLAS_STATUS_SUCCESS,
@@ -225,6 +227,58 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
     check_launch(cuda::linear(x.ptr<float>(), M, K, wk.data, wdt, N, y.ptr<float>(), nullptr, 0, stream_), "linear");
   }
   if (has_b) check_launch(add_bias(y.ptr<float>(), M, N, b->data, bdt, stream_), "linear bias");
+}
+
+bool CudaOps::lt_gemm_ok(int64_t M, int64_t K, std::initializer_list<const Tensor*> w16) const {
+#ifdef GEMMA4_HAS_CUBLAS
+  if (precision_ != Precision::BF16 || gemv_rows_ok(M) || M >= (1ll << 31) || K <= 0 || K >= (1ll << 31)) return false;
+  for (const Tensor* w : w16)
+    if (w && (w->device != Device::CUDA || w->dtype != DType::BF16 || w->ndim() != 2 || w->dim(1) != K ||
+              w->dim(0) >= (1ll << 31)))
+      return false;
+  return true;
+#else
+  (void)M, (void)K, (void)w16;
+  return false;
+#endif
+}
+
+void CudaOps::lt_gemm(const void* xb, const Tensor& w16, void* y, bool y_bf16, int64_t M) {
+#ifdef GEMMA4_HAS_CUBLAS
+  lt_->run(w16.data, xb, y, y_bf16, M, w16.dim(0), w16.dim(1));
+#else
+  (void)xb, (void)w16, (void)y, (void)y_bf16, (void)M;
+  throw Error("this build has no cuBLAS");
+#endif
+}
+
+void CudaOps::feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, const Tensor& wd, Tensor& g,
+                           Tensor& u, Tensor& out) {
+  const int64_t K = wg.ndim() == 2 ? wg.dim(1) : 0, I = wg.ndim() == 2 ? wg.dim(0) : 0;
+  const int64_t M = x.numel() / std::max<int64_t>(1, K);
+  const Tensor& g16 = gemm_weight(wg);
+  const Tensor& u16 = gemm_weight(wu);
+  const Tensor& d16 = gemm_weight(wd);
+  // g holds the bf16 gate and the bf16 product, u the bf16 up projection: 16-byte aligned halves.
+  const bool ok = x.device == Device::CUDA && x.dtype == DType::F32 && x.numel() == M * K && K > 0 &&
+                  lt_gemm_ok(M, K, {&g16, &u16}) && lt_gemm_ok(M, I, {&d16}) && u16.dim(0) == I && I % 8 == 0 &&
+                  g.device == Device::CUDA && u.device == Device::CUDA && g.dtype == DType::F32 &&
+                  u.dtype == DType::F32 && g.numel() >= M * I && u.numel() >= M * I && out.numel() == M * d16.dim(0) &&
+                  (P(g.data) | P(u.data)) % 16 == 0;
+  if (!ok) return Ops::feed_forward(x, wg, wu, wd, g, u, out);
+  auto prof = prof_.scope([&] { return fmt::format("feed_forward M>1 I={} K={}", I, K); });
+  f32_on_device(out, "feed_forward output");
+  auto xb = device_block(size_t(M) * K * 2);
+  if (skip("feed_forward", {P(x.data), P(g16.data), P(u16.data), P(d16.data), P(g.data), P(u.data), P(out.data),
+                            uint64_t(M), uint64_t(I), uint64_t(K)}))
+    return;
+  char* gate = static_cast<char*>(g.data);
+  char* prod = gate + size_t(M) * I * 2;
+  check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "feed_forward: x to bf16");
+  lt_gemm(xb.get(), g16, gate, true, M);
+  lt_gemm(xb.get(), u16, u.data, true, M);
+  check_launch(gelu_tanh_mul_bf16(gate, u.data, prod, M * I, stream_), "feed_forward: gelu");
+  lt_gemm(prod, d16, out.data, false, M);
 }
 
 void CudaOps::rmsnorm(const Tensor& x, const Tensor* w, float eps, Tensor& y) {
@@ -367,8 +421,8 @@ void CudaOps::rmsnorm_rope(Tensor& x, const Tensor& w, float eps, int n_heads, i
 
 void CudaOps::linear_gelu_mul(const Tensor& x, const Tensor& wg, const Tensor& wu, Tensor& out, Tensor& scratch) {
   const int64_t K = wg.dim(1), N = wg.dim(0), M = x.numel() / std::max<int64_t>(1, K);
-  const Tensor& g16 = precision_ == Precision::BF16 && wg.dtype == DType::F32 ? bf16_shadow(wg) : wg;
-  const Tensor& u16 = precision_ == Precision::BF16 && wu.dtype == DType::F32 ? bf16_shadow(wu) : wu;
+  const Tensor& g16 = gemm_weight(wg);
+  const Tensor& u16 = gemm_weight(wu);
   const bool fused = g16.dtype == u16.dtype && g16.dtype != DType::F32 && wu.shape == wg.shape &&
                      x.device == Device::CUDA && out.numel() == M * N && gemv_rows_ok(M) &&
                      gemv_gelu_supported(M, K, x.data, g16.data, u16.data, wtype(g16.dtype, "gate"));

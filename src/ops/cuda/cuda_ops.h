@@ -16,6 +16,8 @@
 #ifdef GEMMA4_HAS_CUBLAS
 #include <cublas_v2.h>
 
+#include "ops/cuda/lt_gemm.h"
+
 #include "ops/cuda/attention_chunked.h"
 #endif
 
@@ -112,6 +114,10 @@ class CudaOps final : public Ops {
                     const std::vector<float>& inv_freq) override;
 
   void linear_gelu_mul(const Tensor& x, const Tensor& wg, const Tensor& wu, Tensor& out, Tensor& scratch) override;
+  // More than one row in bf16 precision: x to bf16 once, the gate and up GEMMs write bf16 into g and u, the
+  // gelu product (bf16) goes straight into the down GEMM: no fp32 [M, I] tensors (prefill).
+  void feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, const Tensor& wd, Tensor& g, Tensor& u,
+                    Tensor& out) override;
 
   void store_kv_rows(const std::vector<KVRow>& rows) override;
 
@@ -170,6 +176,14 @@ class CudaOps final : public Ops {
   // N=15360 K=3840: 35 us at M=1, 144 us at M=8, where a cuBLAS bf16 GEMM takes 36 us at M=16): with tensor
   // cores at hand (BF16 precision) they take only M = 1.
   bool gemv_rows_ok(int64_t M) const { return precision_ != Precision::BF16 || M == 1; }
+  // The rows that take cuBLASLt tensor-core GEMMs (bf16 precision, M > 1) with these bf16 weights of width K.
+  bool lt_gemm_ok(int64_t M, int64_t K, std::initializer_list<const Tensor*> w16) const;
+  // y[M, N] = xb[M, K] . w16[N, K]^T (cuBLASLt): xb and w16 bf16 on the device, y fp32 or bf16.
+  void lt_gemm(const void* xb, const Tensor& w16, void* y, bool y_bf16, int64_t M);
+  // The weight as the GEMMs of this precision read it: F32-stored weights through their bf16 copy in bf16.
+  const Tensor& gemm_weight(const Tensor& w) {
+    return precision_ == Precision::BF16 && w.dtype == DType::F32 ? bf16_shadow(w) : w;
+  }
 
   // Decode attention of one or more sequences in one launch (attention_decode): every segment has few query
   // rows, no bidirectional blocks and keys/values of one dtype on the device. Keys at rotated consecutive
@@ -280,7 +294,8 @@ class CudaOps final : public Ops {
 #ifdef GEMMA4_HAS_CUBLAS
   static constexpr size_t kBlasWorkspace = size_t(32) << 20;
   cublasHandle_t blas_ = nullptr, blas_tc_ = nullptr;
-  std::shared_ptr<void> blas_ws_, blas_tc_ws_;
+  std::shared_ptr<void> blas_ws_, blas_tc_ws_, lt_ws_;
+  std::unique_ptr<LtGemm> lt_;  // the bf16 GEMMs of linear layers (planned once per shape)
 #endif
 };
 

@@ -51,29 +51,35 @@ class OpProfiler {
     if (!on_ || marks_.empty()) return;
     cudaDeviceSynchronize();
     struct Acc {
-      double ms = 0, host_us = 0;
+      double ms = 0, host_us = 0, idle_ms = 0;
       long calls = 0;
     };
     std::map<std::string, Acc> by;
-    double total = 0;
-    for (auto& m : marks_) {
-      float ms = 0;
+    double total = 0, idle = 0;
+    for (size_t i = 0; i < marks_.size(); ++i) {
+      const Mark& m = marks_[i];
+      float ms = 0, gap = 0;
       cudaEventElapsedTime(&ms, m.a, m.b);
+      // The GPU's idle time between the previous op's end and this op's start: the host was late with this op
+      // (gaps of more than 10 ms are taken as host work outside the ops: uploads, the caller).
+      if (i > 0 && cudaEventElapsedTime(&gap, marks_[i - 1].b, m.a) == cudaSuccess && gap > 0 && gap < 10)
+        by[m.label].idle_ms += gap, idle += gap;
       by[m.label].ms += ms;
       by[m.label].host_us += m.host_us;
       by[m.label].calls += 1;
       total += ms;
-      cudaEventDestroy(m.a);
-      cudaEventDestroy(m.b);
     }
+    for (auto& m : marks_) cudaEventDestroy(m.a), cudaEventDestroy(m.b);
     marks_.clear();
     std::vector<std::pair<std::string, Acc>> rows(by.begin(), by.end());
     std::sort(rows.begin(), rows.end(), [](auto& x, auto& y) { return x.second.ms > y.second.ms; });
-    std::fprintf(stderr, "GEMMA4_CUDA_PROFILE: %.1f ms of GPU time in ops (GPU time per op includes waits for the host)\n"
-                 "%-56s %10s %8s %7s %12s\n", total, "op", "GPU ms", "calls", "share", "host us/call");
+    std::fprintf(stderr,
+                 "GEMMA4_CUDA_PROFILE: %.1f ms of GPU time in ops (GPU time per op includes waits for the host), "
+                 "%.1f ms idle between ops\n%-56s %10s %8s %7s %12s %10s\n",
+                 total, idle, "op", "GPU ms", "calls", "share", "host us/call", "idle ms");
     for (auto& [label, v] : rows)
-      std::fprintf(stderr, "%-56s %10.2f %8ld %6.1f%% %12.1f\n", label.c_str(), v.ms, v.calls, 100.0 * v.ms / total,
-                   v.host_us / v.calls);
+      std::fprintf(stderr, "%-56s %10.2f %8ld %6.1f%% %12.1f %10.2f\n", label.c_str(), v.ms, v.calls,
+                   100.0 * v.ms / total, v.host_us / v.calls, v.idle_ms);
   }
 
  private:
