@@ -103,6 +103,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Keys that any row may see: with consecutive positions and no bidirectional blocks, the causal bound and
   // the window give a range; otherwise every key (masked by position).
   int64_t j_lo = 0, j_hi = S;
+  const int64_t k_pos0 = S > 0 ? k_pos[0] : 0;
   if (consecutive && !q_block) {
     const int64_t k0 = k_pos[0], qmin = int64_t(s_qmin), qmax = int64_t(s_qmax);
     if (window > 0) j_lo = max(int64_t(0), qmin - window + 1 - k0);
@@ -159,20 +160,36 @@ __global__ void __launch_bounds__(kThreads, 1)
         mma(s[2 * np + 1], a0, a1, a2, a3, b2, b3);
       }
     }
-    // Mask, then the online softmax over this tile (each row's 32 keys live in the 4 lanes of a quad).
+    // Mask, then the online softmax over this tile (each row's 32 keys live in the 4 lanes of a quad). A tile
+    // that every row of the block sees whole (consecutive keys: all at or before the block's first position
+    // and inside the window of its last) needs no mask.
     float mx0 = -INFINITY, mx1 = -INFINITY;
+    const bool whole = consecutive && !q_block && j0 + kKeys <= S &&
+                       k_pos0 + j0 + kKeys - 1 <= int64_t(s_qmin) &&
+                       (window <= 0 || k_pos0 + j0 > int64_t(s_qmax) - window);
+    if (whole) {
 #pragma unroll
-    for (int n = 0; n < 4; ++n)
+      for (int n = 0; n < 4; ++n)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int c = n * 8 + 2 * t4 + e;
-        const int64_t kp = skp[c];
-        const int32_t kb = skb[c];
-        s[n][e] = visible(qp0, kp, window, qb0, kb) ? s[n][e] * sl2 : -INFINITY;
-        s[n][2 + e] = visible(qp1, kp, window, qb1, kb) ? s[n][2 + e] * sl2 : -INFINITY;
-        mx0 = fmaxf(mx0, s[n][e]);
-        mx1 = fmaxf(mx1, s[n][2 + e]);
-      }
+        for (int e = 0; e < 2; ++e) {
+          s[n][e] *= sl2, s[n][2 + e] *= sl2;
+          mx0 = fmaxf(mx0, s[n][e]);
+          mx1 = fmaxf(mx1, s[n][2 + e]);
+        }
+    } else {
+#pragma unroll
+      for (int n = 0; n < 4; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = n * 8 + 2 * t4 + e;
+          const int64_t kp = skp[c];
+          const int32_t kb = skb[c];
+          s[n][e] = visible(qp0, kp, window, qb0, kb) ? s[n][e] * sl2 : -INFINITY;
+          s[n][2 + e] = visible(qp1, kp, window, qb1, kb) ? s[n][2 + e] * sl2 : -INFINITY;
+          mx0 = fmaxf(mx0, s[n][e]);
+          mx1 = fmaxf(mx1, s[n][2 + e]);
+        }
+    }
 #pragma unroll
     for (int off = 1; off <= 2; off <<= 1) {
       mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
