@@ -3,11 +3,14 @@
 // any bf16 copy of Q/K/V reaches device memory.
 //
 // Block = 4 warps = 64 query rows of one query head (16 rows per warp) and 256 output dims (head_dim 512 runs
-// two blocks per head, each computing the full Q K^T over 512 dims and its half of P V). Per tile of 32 keys:
+// two blocks per head, each computing the full Q K^T over 512 dims and its half of P V); with an even number of
+// query heads per KV head (the 12B's sliding layers: 2), 8 warps = the same 64 rows of two heads that share
+// every K / V tile load. Per tile of 32 keys:
 //   S[16 x 32] per warp: mma.sync m16n8k16 (bf16 in, fp32 accumulate), Q and K from shared memory by
 //   ldmatrix; scale, mask by positions (causal, sliding window, bidirectional blocks), online softmax in fp32
 //   (running max m and sum l per row); P (bf16) is reused as the A operand of P V straight from the
-//   accumulator registers; V comes from shared memory by ldmatrix.trans; O[16 x 256] fp32 in registers.
+//   accumulator registers; V comes from shared memory by ldmatrix.trans; O[16 x 256] fp32 in registers,
+//   rescaled only when a row's running max moved (any row of the warp).
 // Two shared-memory stages: the K and V tiles of tile t + 1 load while tile t is used (cp.async for a bf16
 // cache; F32 keys/values are converted on the way into shared memory).
 // Shared-memory rows are swizzled in 16-byte chunks (chunk c of row r stored at c ^ (r & 7)), so that the 8
@@ -35,7 +38,7 @@ template <typename KV>
 __device__ __forceinline__ void load_tile(char* tile, const KV* src, int64_t ld, int64_t col0, int64_t j0, int64_t S,
                                           int chunks) {
   const int n = kKeys * chunks;
-  for (int i = threadIdx.x; i < n; i += kThreads) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
     const int r = i / chunks, c = i % chunks;
     const int64_t j = j0 + r;
     const bool valid = j < S;
@@ -55,9 +58,10 @@ __device__ __forceinline__ bool visible(int64_t qp, int64_t kp, int window, int3
   return (kp <= qp || same_block) && (window <= 0 || kp > qp - window);
 }
 
-// grid (ceil(T / 64), Hq, HD / 256). HD = head_dim (256 or 512).
-template <int HD, typename KV>
-__global__ void __launch_bounds__(kThreads, 1)
+// grid (ceil(T / 64), Hq / HPB, HD / 256). HD = head_dim (256 or 512). HPB = query heads per block (1 or 2,
+// heads of one KV head): 4 warps per head, all reading the same K / V tiles.
+template <int HD, typename KV, int HPB>
+__global__ void __launch_bounds__(kThreads * HPB, 1)
     flash_attention_kernel(const float* __restrict__ q, const KV* __restrict__ k, const KV* __restrict__ v,
                            float* __restrict__ o, int64_t T, int64_t S, int Hq, int Hkv, float scale,
                            const int64_t* __restrict__ q_pos, const int64_t* __restrict__ k_pos, int window,
@@ -68,8 +72,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ __align__(16) char smem[];
   // Two stages of K, V, key positions and block ids: tile t + 1 loads while tile t is used.
   constexpr int kKBytes = kKeys * HD * 2, kVBytes = kKeys * kDimsOut * 2;
-  char* sq = smem;                                  // [kRows][HD] bf16
-  char* sk0 = sq + kRows * HD * 2;                  // [2][kKeys][HD]
+  char* sq = smem;                                  // [HPB * kRows][HD] bf16: row r = head r / 64, query r % 64
+  char* sk0 = sq + HPB * kRows * HD * 2;            // [2][kKeys][HD]
   char* sv0 = sk0 + 2 * kKBytes;                    // [2][kKeys][kDimsOut]
   int64_t* skp0 = reinterpret_cast<int64_t*>(sv0 + 2 * kVBytes);  // [2][kKeys] key positions
   int32_t* skb0 = reinterpret_cast<int32_t*>(skp0 + 2 * kKeys);   // [2][kKeys] key block ids
@@ -78,18 +82,19 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t4 = lane & 3;
   const int64_t i0 = int64_t(blockIdx.x) * kRows;
-  const int h = blockIdx.y, kh = h / (Hq / Hkv);
+  const int h0 = blockIdx.y * HPB, h = h0 + warp / 4, kh = h0 / (Hq / Hkv);
   const int64_t ldq = int64_t(Hq) * HD, ldkv = int64_t(Hkv) * HD;
   const int64_t vcol = int64_t(kh) * HD + int64_t(blockIdx.z) * kDimsOut;
 
   // Q tile -> bf16 shared; the block's position range.
   if (threadIdx.x == 0) s_qmin = ~0ull, s_qmax = 0;
   __syncthreads();
-  for (int i = threadIdx.x; i < kRows * QC; i += kThreads) {
-    const int r = i / QC, c = i % QC;
+  for (int i = threadIdx.x; i < HPB * kRows * QC; i += blockDim.x) {
+    const int r = i / QC, c = i % QC, rq = r % kRows;
     uint4 val = make_uint4(0, 0, 0, 0);
-    if (i0 + r < T) {
-      const float4* p = reinterpret_cast<const float4*>(q + (i0 + r) * ldq + int64_t(h) * HD + c * 8);
+    if (i0 + rq < T) {
+      const float4* p =
+          reinterpret_cast<const float4*>(q + (i0 + rq) * ldq + int64_t(h0 + r / kRows) * HD + c * 8);
       val = pack8(p[0], p[1]);
     }
     *reinterpret_cast<uint4*>(sq + swz(r, c, QC)) = val;
@@ -110,7 +115,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     j_hi = min(S, qmax - k0 + 1);
   }
   // This thread's two rows (g and g + 8 of the warp's 16).
-  const int64_t row0 = i0 + warp * 16 + g, row1 = row0 + 8;
+  const int64_t row0 = i0 + (warp % 4) * 16 + g, row1 = row0 + 8;
   const int64_t qp0 = row0 < T ? q_pos[row0] : INT64_MIN / 2, qp1 = row1 < T ? q_pos[row1] : INT64_MIN / 2;
   const int32_t qb0 = q_block && row0 < T ? q_block[row0] : -1, qb1 = q_block && row1 < T ? q_block[row1] : -1;
 
@@ -130,6 +135,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     cp_async_commit();
   };
+  // Per-thread ldmatrix offsets (bytes) of chunk 2 m + x, m = 0..3, in this lane's row of each tile.
+  const uint32_t sq_a = smem_addr(sq);
+  uint32_t a_off[4], b_off[4], v_off[4];
+#pragma unroll
+  for (int m = 0; m < 4; ++m) {
+    a_off[m] = swz(warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, 2 * m + (lane >> 4), QC);
+    b_off[m] = swz((lane & 7) + (lane >> 4) * 8, 2 * m + ((lane >> 3) & 1), QC);
+    v_off[m] = swz((lane & 7) + ((lane >> 3) & 1) * 8, 2 * m + (lane >> 4), VC);
+  }
   if (j_lo < j_hi) load(j_lo, 0);
   int st = 0;
   for (int64_t j0 = j_lo; j0 < j_hi; j0 += kKeys, st ^= 1) {
@@ -142,20 +156,20 @@ __global__ void __launch_bounds__(kThreads, 1)
     const char* sv = sv0 + st * kVBytes;
     const int64_t* skp = skp0 + st * kKeys;
     const int32_t* skb = skb0 + st * kKeys;
-    // S = Q K^T: 4 n-tiles of 8 keys.
+    // S = Q K^T: 4 n-tiles of 8 keys. ldmatrix addresses: the swizzle (chunk ^ (row & 7)) only touches the low
+    // 3 bits of the chunk, so chunk 2 kk + x of a row is at base[kk % 4] + 128 (kk / 4) bytes (a_off / b_off).
+    const uint32_t sk_a = smem_addr(sk), sv_a = smem_addr(sv);
     float s[4][4];
 #pragma unroll
     for (int n = 0; n < 4; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll 4
+#pragma unroll
     for (int kk = 0; kk < HD / 16; ++kk) {
       uint32_t a0, a1, a2, a3;
-      ldsm_x4(smem_addr(sq + swz(warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, 2 * kk + (lane >> 4), QC)), a0, a1,
-              a2, a3);
+      ldsm_x4(sq_a + a_off[kk & 3] + 128 * (kk >> 2), a0, a1, a2, a3);
 #pragma unroll
       for (int np = 0; np < 2; ++np) {
         uint32_t b0, b1, b2, b3;
-        ldsm_x4(smem_addr(sk + swz(np * 16 + (lane & 7) + (lane >> 4) * 8, 2 * kk + ((lane >> 3) & 1), QC)), b0, b1,
-                b2, b3);
+        ldsm_x4(sk_a + b_off[kk & 3] + np * 16 * QC * 16 + 128 * (kk >> 2), b0, b1, b2, b3);
         mma(s[2 * np], a0, a1, a2, a3, b0, b1);
         mma(s[2 * np + 1], a0, a1, a2, a3, b2, b3);
       }
@@ -198,11 +212,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float nm0 = fmaxf(m0, mx0), nm1 = fmaxf(m1, mx1);
     // A row with no visible key so far keeps m = -inf: its reference point is 0 (all p = 0, nothing scaled).
     const float b0 = nm0 == -INFINITY ? 0.f : nm0, b1 = nm1 == -INFINITY ? 0.f : nm1;
-    const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);  // m = -inf -> 0
+    const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);  // m = -inf -> 0; an unchanged max -> exactly 1
     m0 = nm0, m1 = nm1;
     l0 *= c0, l1 *= c1;
+    // Once the running maxima settle, most tiles change none of the warp's: skip the 128 multiplies then.
+    if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) {
 #pragma unroll
-    for (int n = 0; n < NT; ++n) acc[n][0] *= c0, acc[n][1] *= c0, acc[n][2] *= c1, acc[n][3] *= c1;
+      for (int n = 0; n < NT; ++n) acc[n][0] *= c0, acc[n][1] *= c0, acc[n][2] *= c1, acc[n][3] *= c1;
+    }
     uint32_t pa[2][4];  // P as the A operand of two k-steps of 16 keys
 #pragma unroll
     for (int n = 0; n < 4; ++n) {
@@ -217,8 +234,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int np = 0; np < NT / 2; ++np) {
         uint32_t v0, v1, v2, v3;
-        ldsm_x4_t(smem_addr(sv + swz(ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, np * 2 + (lane >> 4), VC)), v0, v1,
-                  v2, v3);
+        ldsm_x4_t(sv_a + v_off[np & 3] + ks * 16 * VC * 16 + 128 * (np >> 2), v0, v1, v2, v3);
         mma(acc[2 * np], pa[ks][0], pa[ks][1], pa[ks][2], pa[ks][3], v0, v1);
         mma(acc[2 * np + 1], pa[ks][0], pa[ks][1], pa[ks][2], pa[ks][3], v2, v3);
       }
@@ -243,15 +259,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-template <int HD, typename KV>
+template <int HD, typename KV, int HPB>
 int launch(const FlashAttention& a, cudaStream_t s) {
-  const size_t smem = size_t(kRows) * HD * 2 + 2 * (size_t(kKeys) * HD * 2 + size_t(kKeys) * kDimsOut * 2 +
-                                                   size_t(kKeys) * (sizeof(int64_t) + sizeof(int32_t)));
-  auto kernel = flash_attention_kernel<HD, KV>;
+  const size_t smem = size_t(HPB) * kRows * HD * 2 +
+                      2 * (size_t(kKeys) * HD * 2 + size_t(kKeys) * kDimsOut * 2 +
+                           size_t(kKeys) * (sizeof(int64_t) + sizeof(int32_t)));
+  auto kernel = flash_attention_kernel<HD, KV, HPB>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (attr != cudaSuccess) return int(attr);
-  const dim3 grid(unsigned((a.T + kRows - 1) / kRows), unsigned(a.n_q_heads), unsigned(HD / kDimsOut));
-  kernel<<<grid, kThreads, smem, s>>>(a.q, static_cast<const KV*>(a.k), static_cast<const KV*>(a.v), a.o, a.T, a.S,
+  const dim3 grid(unsigned((a.T + kRows - 1) / kRows), unsigned(a.n_q_heads / HPB), unsigned(HD / kDimsOut));
+  kernel<<<grid, kThreads * HPB, smem, s>>>(a.q, static_cast<const KV*>(a.k), static_cast<const KV*>(a.v), a.o, a.T, a.S,
                                       a.n_q_heads, a.n_kv_heads, a.scale, a.q_pos, a.k_pos, a.window, a.q_block,
                                       a.k_block, a.keys_consecutive);
   return int(cudaGetLastError());
@@ -266,8 +283,12 @@ bool flash_attention_supported(int n_q_heads, int n_kv_heads, int head_dim) {
 int flash_attention(const FlashAttention& a, cudaStream_t s) {
   if (!flash_attention_supported(a.n_q_heads, a.n_kv_heads, a.head_dim)) return int(cudaErrorInvalidValue);
   if (a.T <= 0) return 0;
-  if (a.head_dim == 256) return a.kv_bf16 ? launch<256, __nv_bfloat16>(a, s) : launch<256, float>(a, s);
-  return a.kv_bf16 ? launch<512, __nv_bfloat16>(a, s) : launch<512, float>(a, s);
+  const bool pair = (a.n_q_heads / a.n_kv_heads) % 2 == 0;
+  if (a.head_dim == 256) {
+    if (pair) return a.kv_bf16 ? launch<256, __nv_bfloat16, 2>(a, s) : launch<256, float, 2>(a, s);
+    return a.kv_bf16 ? launch<256, __nv_bfloat16, 1>(a, s) : launch<256, float, 1>(a, s);
+  }
+  return a.kv_bf16 ? launch<512, __nv_bfloat16, 1>(a, s) : launch<512, float, 1>(a, s);
 }
 
 }  // namespace gemma4::cuda
