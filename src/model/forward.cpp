@@ -237,6 +237,10 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
   }
   if (tc.enable_moe_block) max_inter = std::max<int64_t>(max_inter, 2 * int64_t(tc.moe_intermediate_size));
   Tensor hbuf = ops.alloc(DType::F32, {T, H}), h2buf = ops.alloc(DType::F32, {T, H});
+  // The normed inputs of the q/k/v and feed-forward matmuls: bf16 where the backend's GEMMs read bf16 (a
+  // prefill on the GPU), else F32 sharing hbuf.
+  const DType norm_dt = ops.matmul_input_dtype(T);
+  Tensor nbuf = norm_dt == DType::F32 ? hbuf : ops.alloc(norm_dt, {T, H});
   Tensor qbuf = ops.alloc(DType::F32, {T * max_q}), obuf = ops.alloc(DType::F32, {T * max_q});
   Tensor kbuf = ops.alloc(DType::F32, {T * max_kv}), vbuf = ops.alloc(DType::F32, {T * max_kv});
   Tensor gbuf = ops.alloc(DType::F32, {T * max_inter}), ubuf = ops.alloc(DType::F32, {T * max_inter});
@@ -249,7 +253,7 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
   std::vector<bool> shared_later(layers_.size(), false);
   for (auto& s : layers_)
     if (s.kv_source >= 0) shared_later[s.kv_source] = true;
-  bool a_ready = false;  // hbuf already holds rmsnorm(x, input_layernorm) of the current layer
+  bool a_ready = false;  // nbuf already holds rmsnorm(x, input_layernorm) of the current layer
   const int nq = tc.num_attention_heads;
 
   // A decode step (one new row per sequence) appends every sequence's K/V row in the same op as the norms.
@@ -264,7 +268,7 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
     LayerTape* lt = tape ? &tape->layers[li] : nullptr;
     // --- Attention block (§2.4.2, §2.4.3)
     if (lt) rec(lt->x0, x);
-    Tensor a = hbuf;
+    Tensor a = nbuf;
     if (!a_ready) ops.rmsnorm(x, &lw.input_layernorm, eps, a);  // else the previous layer's fused add computed it
     a_ready = false;
     if (lt) rec(lt->a, a);
@@ -370,7 +374,7 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
     ops.linear(o, lw.o_proj, attn_out);
     if (lt) rec(lt->p, attn_out);
     // --- Feed-forward block (§2.4.4; MoE §8.3), its pre-norm fused into the residual add
-    Tensor m = hbuf;
+    Tensor m = nbuf;
     ops.add_rmsnorm_norm(x, attn_out, lw.post_attention_layernorm, eps, nullptr, lw.pre_feedforward_layernorm, m);
     if (lt) rec(lt->x1, x);
     if (lt) rec(lt->m, m);
@@ -399,8 +403,8 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
     if (lt) rec(lt->f, f);
     // layer_scalar scales the whole residual stream (§2.4); fused into this add when nothing follows.
     const bool scale_now = P == 0 && !lt;
-    if (scale_now && li + 1 < layers_.size()) {  // and the next layer's input norm, into hbuf
-      Tensor next_a = hbuf;
+    if (scale_now && li + 1 < layers_.size()) {  // and the next layer's input norm, into nbuf
+      Tensor next_a = nbuf;
       ops.add_rmsnorm_norm(x, f, lw.post_feedforward_layernorm, eps, &lw.layer_scalar,
                            W.layers[li + 1].input_layernorm, next_a);
       a_ready = true;

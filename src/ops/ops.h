@@ -43,6 +43,13 @@ class Ops {
   virtual ~Ops() = default;
   virtual Device device() const = 0;
   virtual Precision precision() const { return Precision::F32; }
+  // The dtype a caller may keep an activation in when it only feeds matmuls (linear, linear_qkv, feed_forward)
+  // of `rows` rows, and is written by rmsnorm / add_rmsnorm_norm: BF16 where those matmuls read bf16 anyway
+  // (the CUDA backend's tensor-core GEMMs), so no F32 copy is written and converted; F32 elsewhere.
+  virtual DType matmul_input_dtype(int64_t rows) const {
+    (void)rows;
+    return DType::F32;
+  }
 
   // ---- Memory on this backend's device (the CPU defaults are plain host memory).
   // A fresh, uninitialised tensor on the device.
@@ -127,7 +134,8 @@ class Ops {
     add(x, f, x);
     if (s) scale(x, *s);
   }
-  // add_rmsnorm, then out = rmsnorm(x, w_next) (the next block's pre-norm, read from the updated residual).
+  // add_rmsnorm, then out = rmsnorm(x, w_next) (the next block's pre-norm, read from the updated residual);
+  // out may alias f, and f's contents afterwards are unspecified.
   virtual void add_rmsnorm_norm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s,
                                 const Tensor& w_next, Tensor& out) {
     add_rmsnorm(x, f, w, eps, s);

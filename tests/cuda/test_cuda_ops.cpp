@@ -411,6 +411,14 @@ TEST(CudaOps, FusedForms) {
       gpu().add_rmsnorm_norm(xg2, fg2, wg, 1e-6f, with_scale ? &sg : nullptr, gpu().to_device(w2), fg2);
       compare(fmt::format("add_rmsnorm_norm D={}{} (x)", D, with_scale ? " *scale" : ""), xg2, xc2);
       compare(fmt::format("add_rmsnorm_norm D={}{} (out over f)", D, with_scale ? " *scale" : ""), fg2, fc2);
+      // A BF16 output (matmul_input_dtype of a bf16 prefill), into a tensor of its own.
+      Tensor xg3 = gpu_bf16().to_device(x), fg3 = gpu_bf16().to_device(f);
+      Tensor ob = gpu_bf16().alloc(DType::BF16, {3, D});
+      gpu_bf16().add_rmsnorm_norm(xg3, fg3, gpu_bf16().to_device(w), 1e-6f, with_scale ? &sg : nullptr,
+                                  gpu_bf16().to_device(w2), ob);
+      compare(fmt::format("add_rmsnorm_norm D={}{} (x, bf16 out)", D, with_scale ? " *scale" : ""), xg3, xc2);
+      compare(fmt::format("add_rmsnorm_norm D={}{} (bf16 out)", D, with_scale ? " *scale" : ""),
+              gpu_bf16().to_host(ob).to_f32(), fc2, 8e-3f);
     }
   }
   for (auto [nh, hd] : {std::pair<int, int>{16, 256}, {1, 512}, {4, 64}}) {
@@ -435,6 +443,44 @@ TEST(CudaOps, FusedForms) {
       gpu().linear_gelu_mul(gpu().to_device(x), gpu().to_device(wg), gpu().to_device(wu), out, gs);
       compare(fmt::format("linear_gelu_mul w={} M={} K={} N={}", dtype_name(wdt), M, K, N), out, want, 1e-5f);
     }
+  // Matmul inputs kept in bf16 (matmul_input_dtype): BF16 for the tensor-core rows, F32 for one row and in f32
+  // precision; BF16 inputs give the results of their F32 values on every path (the GEMMs read them as they
+  // are, the others widen them), including weights the tensor-core path does not take (F16).
+  EXPECT_EQ(gpu_bf16().matmul_input_dtype(20), DType::BF16);
+  EXPECT_EQ(gpu_bf16().matmul_input_dtype(1), DType::F32);
+  EXPECT_EQ(gpu().matmul_input_dtype(20), DType::F32);
+  EXPECT_EQ(cpu().matmul_input_dtype(20), DType::F32);
+  for (DType wdt : {DType::BF16, DType::F16})
+    for (int64_t M : {1, 20}) {
+      const int64_t K = 384, N = 136;
+      Tensor xb = randn({M, K}).to(DType::BF16), w = randn({N, K}, 0.05f, wdt);
+      Tensor want = Tensor::empty(DType::F32, {M, N});
+      cpu().linear(xb.to_f32(), w, want);
+      Tensor y = gpu_bf16().alloc(DType::F32, {M, N});
+      gpu_bf16().linear(gpu_bf16().to_device(xb), gpu_bf16().to_device(w), y);
+      compare(fmt::format("linear bf16 input w={} M={}", dtype_name(wdt), M), y, want, 2e-2f);
+    }
+  {
+    const int64_t M = 20, K = 384, I = 520;
+    Tensor xb = randn({M, K}).to(DType::BF16), wg = randn({I, K}, 0.05f, DType::BF16);
+    Tensor wu = randn({I, K}, 0.05f, DType::BF16), wd = randn({K, I}, 0.05f, DType::BF16);
+    Tensor g = Tensor::empty(DType::F32, {M, I}), u = Tensor::empty(DType::F32, {M, I});
+    Tensor want = Tensor::empty(DType::F32, {M, K});
+    cpu().feed_forward(xb.to_f32(), wg, wu, wd, g, u, want);
+    Tensor gg = gpu_bf16().alloc(DType::F32, {M, I}), gu = gpu_bf16().alloc(DType::F32, {M, I});
+    Tensor out = gpu_bf16().alloc(DType::F32, {M, K});
+    gpu_bf16().feed_forward(gpu_bf16().to_device(xb), gpu_bf16().to_device(wg), gpu_bf16().to_device(wu),
+                            gpu_bf16().to_device(wd), gg, gu, out);
+    compare("feed_forward bf16 input M=20", out, want, 2e-2f);
+    Tensor wq = randn({512, K}, 0.05f, DType::F16), wk = randn({256, K}, 0.05f, DType::F16);
+    Tensor qc = Tensor::empty(DType::F32, {M, 512}), kc = Tensor::empty(DType::F32, {M, 256});
+    cpu().linear_qkv(xb.to_f32(), wq, wk, nullptr, qc, kc, nullptr);
+    Tensor qg = gpu_bf16().alloc(DType::F32, {M, 512}), kg = gpu_bf16().alloc(DType::F32, {M, 256});
+    gpu_bf16().linear_qkv(gpu_bf16().to_device(xb), gpu_bf16().to_device(wq), gpu_bf16().to_device(wk), nullptr, qg,
+                          kg, nullptr);
+    compare("linear_qkv bf16 input, F16 weights (q)", qg, qc, 2e-2f);
+    compare("linear_qkv bf16 input, F16 weights (k)", kg, kc, 2e-2f);
+  }
   // The dense feed-forward: decode rows through the GEMVs, more rows in bf16 precision through cuBLASLt with
   // bf16 intermediates (F32-stored weights through their bf16 copies).
   for (int64_t M : {1, 3, 37})

@@ -150,7 +150,8 @@ void CudaOps::linear_qkv(const Tensor& x, const Tensor& wq, const Tensor& wk, co
   const Tensor& k16 = gemm_weight(wk);
   const Tensor* v16 = wv ? &gemm_weight(*wv) : nullptr;
   // Prefill rows in bf16 precision: x to bf16 once for the three tensor-core GEMMs.
-  if (x.device == Device::CUDA && x.dtype == DType::F32 && lt_gemm_ok(M, K, {&q16, &k16, v16}) &&
+  if (x.device == Device::CUDA && (x.dtype == DType::F32 || x.dtype == DType::BF16) &&
+      lt_gemm_ok(M, K, {&q16, &k16, v16}) &&
       x.numel() == M * K && q.numel() == M * q16.dim(0) && k.numel() == M * k16.dim(0) &&
       (!v16 || (v && v->numel() == M * v16->dim(0)))) {
     auto prof = prof_.scope([&] { return fmt::format("linear_qkv M>1 N={}+{}+{} K={}", q16.dim(0), k16.dim(0),
@@ -158,14 +159,16 @@ void CudaOps::linear_qkv(const Tensor& x, const Tensor& wq, const Tensor& wk, co
     f32_on_device(q, "linear_qkv q");
     f32_on_device(k, "linear_qkv k");
     if (v16) f32_on_device(*v, "linear_qkv v");
-    auto xb = device_block(size_t(M) * K * 2);
+    std::shared_ptr<void> xb;
+    if (x.dtype == DType::F32) xb = device_block(size_t(M) * K * 2);
     if (skip("linear_qkv gemm", {P(x.data), P(q16.data), P(k16.data), P(v16 ? v16->data : nullptr), P(q.data),
                                  P(k.data), P(v16 ? v->data : nullptr), uint64_t(M), uint64_t(K)}))
       return;
-    check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "linear_qkv: x to bf16");
-    lt_gemm(xb.get(), q16, q.data, false, M);
-    lt_gemm(xb.get(), k16, k.data, false, M);
-    if (v16) lt_gemm(xb.get(), *v16, v->data, false, M);
+    if (xb) check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "linear_qkv: x to bf16");
+    const void* xin = xb ? xb.get() : x.data;
+    lt_gemm(xin, q16, q.data, false, M);
+    lt_gemm(xin, k16, k.data, false, M);
+    if (v16) lt_gemm(xin, *v16, v->data, false, M);
     return;
   }
   bool fused = x.device == Device::CUDA && q16.dtype != DType::F32 && k16.dtype == q16.dtype &&
@@ -175,6 +178,7 @@ void CudaOps::linear_qkv(const Tensor& x, const Tensor& wq, const Tensor& wk, co
   fused = fused && gemv_rows_ok(M);
   const int wdt = fused ? wtype(q16.dtype, "linear_qkv") : 0;
   for (const Tensor* w : {&q16, &k16, v16}) fused = fused && (!w || gemv_vec_supported(M, K, x.data, w->data, wdt));
+  if (x.dtype == DType::BF16) return linear_qkv(widened(x), wq, wk, wv, q, k, v);
   if (!fused) return Ops::linear_qkv(x, wq, wk, wv, q, k, v);
   auto prof = prof_.scope([&] { return fmt::format("linear_qkv M<=8 K={}", K); });
   f32_on_device(x, "linear_qkv");

@@ -176,9 +176,11 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
     return fmt::format("linear M{} N={} K={}", x.numel() / std::max<int64_t>(1, x.dim(-1)) <= 8 ? "<=8" : ">8",
                        w.dim(0), w.dim(1));
   });
-  f32_on_device(x, "linear");
+  on_device(x, "linear");
   on_device(w, "linear weight");
   f32_on_device(y, "linear output");
+  G4_CHECK(x.dtype == DType::F32 || x.dtype == DType::BF16, "linear: input must be F32 or BF16, got {}",
+           dtype_name(x.dtype));
   G4_CHECK(w.ndim() == 2, "linear: weight must be 2-D, got {}", shape_str(w.shape));
   const int64_t K = w.dim(1), N = w.dim(0);
   G4_CHECK(x.dim(-1) == K, "linear: input width {} but weight {}", x.dim(-1), shape_str(w.shape));
@@ -193,8 +195,10 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
   const int bdt = has_b ? wtype(b->dtype, "bias") : 0;
   // BF16 precision reads F32-stored weights through a bf16 copy (half the bytes, tensor-core GEMMs).
   const Tensor& wk = gemm_weight(w);
+  if (x.dtype == DType::BF16 && !lt_gemm_ok(M, K, {&wk})) return linear(widened(x), w, y, b);
   const int wdt = wtype(wk.dtype, "linear weight");
-  const bool gemv = gemv_rows_ok(M) && gemv_vec_supported(M, K, x.data, wk.data, wdt);  // weight streaming
+  const bool gemv = x.dtype == DType::F32 && gemv_rows_ok(M) &&
+                    gemv_vec_supported(M, K, x.data, wk.data, wdt);  // weight streaming
   const bool dims_ok = K > 0 && K < (1ll << 31) && N < (1ll << 31) && M < (1ll << 31);
 #ifdef GEMMA4_HAS_CUBLAS
   const bool gemm_bf16 = !gemv && dims_ok && precision_ == Precision::BF16 && wk.dtype == DType::BF16;
@@ -202,8 +206,9 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
 #else
   const bool gemm_bf16 = false, gemm_f32 = false;
 #endif
+  // A BF16 input (matmul_input_dtype) reaches here only for the tensor-core path, which reads it as it is.
   std::shared_ptr<void> xb;
-  if (gemm_bf16) xb = device_block(size_t(M) * K * 2);
+  if (gemm_bf16 && x.dtype == DType::F32) xb = device_block(size_t(M) * K * 2);
   if (skip("linear",
            {P(x.data), P(wk.data), P(y.data), P(has_b ? b->data : nullptr), uint64_t(M), uint64_t(N), uint64_t(K)}))
     return;
@@ -214,8 +219,8 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
     // Row-major y[M,N] = x[M,K] w[N,K]^T is column-major y^T[N,M] = w^T . x^T.
     const float one = 1.f, zero = 0.f;
     if (gemm_bf16) {
-      check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "linear: x to bf16");
-      lt_gemm(xb.get(), wk, y.data, false, M);
+      if (xb) check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "linear: x to bf16");
+      lt_gemm(xb ? xb.get() : x.data, wk, y.data, false, M);
     } else {
       G4_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, wk.ptr<float>(), int(K),
                            x.ptr<float>(), int(K), &zero, y.ptr<float>(), int(N)) == CUBLAS_STATUS_SUCCESS,
@@ -227,6 +232,12 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
     check_launch(cuda::linear(x.ptr<float>(), M, K, wk.data, wdt, N, y.ptr<float>(), nullptr, 0, stream_), "linear");
   }
   if (has_b) check_launch(add_bias(y.ptr<float>(), M, N, b->data, bdt, stream_), "linear bias");
+}
+
+Tensor CudaOps::widened(const Tensor& x) {
+  Tensor xf = alloc(DType::F32, x.shape);
+  copy(x, xf);
+  return xf;
 }
 
 bool CudaOps::lt_gemm_ok(int64_t M, int64_t K, std::initializer_list<const Tensor*> w16) const {
@@ -260,23 +271,26 @@ void CudaOps::feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, 
   const Tensor& u16 = gemm_weight(wu);
   const Tensor& d16 = gemm_weight(wd);
   // g holds the bf16 gate and the bf16 product, u the bf16 up projection: 16-byte aligned halves.
-  const bool ok = x.device == Device::CUDA && x.dtype == DType::F32 && x.numel() == M * K && K > 0 &&
+  const bool ok = x.device == Device::CUDA && (x.dtype == DType::F32 || x.dtype == DType::BF16) &&
+                  x.numel() == M * K && K > 0 &&
                   lt_gemm_ok(M, K, {&g16, &u16}) && lt_gemm_ok(M, I, {&d16}) && u16.dim(0) == I && I % 8 == 0 &&
                   g.device == Device::CUDA && u.device == Device::CUDA && g.dtype == DType::F32 &&
                   u.dtype == DType::F32 && g.numel() >= M * I && u.numel() >= M * I && out.numel() == M * d16.dim(0) &&
                   (P(g.data) | P(u.data)) % 16 == 0;
-  if (!ok) return Ops::feed_forward(x, wg, wu, wd, g, u, out);
+  if (!ok) return Ops::feed_forward(x.dtype == DType::BF16 ? widened(x) : x, wg, wu, wd, g, u, out);
   auto prof = prof_.scope([&] { return fmt::format("feed_forward M>1 I={} K={}", I, K); });
   f32_on_device(out, "feed_forward output");
-  auto xb = device_block(size_t(M) * K * 2);
+  std::shared_ptr<void> xb;
+  if (x.dtype == DType::F32) xb = device_block(size_t(M) * K * 2);
   if (skip("feed_forward", {P(x.data), P(g16.data), P(u16.data), P(d16.data), P(g.data), P(u.data), P(out.data),
                             uint64_t(M), uint64_t(I), uint64_t(K)}))
     return;
   char* gate = static_cast<char*>(g.data);
   char* prod = gate + size_t(M) * I * 2;
-  check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "feed_forward: x to bf16");
-  lt_gemm(xb.get(), g16, gate, true, M);
-  lt_gemm(xb.get(), u16, u.data, true, M);
+  if (xb) check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "feed_forward: x to bf16");
+  const void* xin = xb ? xb.get() : x.data;
+  lt_gemm(xin, g16, gate, true, M);
+  lt_gemm(xin, u16, u.data, true, M);
   check_launch(gelu_tanh_mul_bf16(gate, u.data, prod, M * I, stream_), "feed_forward: gelu");
   lt_gemm(prod, d16, out.data, false, M);
 }
@@ -284,17 +298,25 @@ void CudaOps::feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, 
 void CudaOps::rmsnorm(const Tensor& x, const Tensor* w, float eps, Tensor& y) {
   auto prof = prof_.scope([&] { return std::string("rmsnorm"); });
   f32_on_device(x, "rmsnorm");
-  f32_on_device(y, "rmsnorm output");
+  on_device(y, "rmsnorm output");
+  G4_CHECK(y.dtype == DType::F32 || y.dtype == DType::BF16, "rmsnorm: output must be F32 or BF16, got {}",
+           dtype_name(y.dtype));
   const bool has_w = w && w->defined() && w->numel() > 0;
   if (has_w) on_device(*w, "rmsnorm weight");
   const int64_t D = has_w ? w->numel() : x.dim(-1);
   G4_CHECK(D > 0 && x.numel() % D == 0 && y.numel() == x.numel(), "rmsnorm: shapes {} / {} with width {}",
            shape_str(x.shape), shape_str(y.shape), D);
-  if (skip("rmsnorm", {P(x.data), P(has_w ? w->data : nullptr), P(y.data), uint64_t(x.numel()), uint64_t(D), F(eps)}))
+  // A BF16 output (a matmul input, matmul_input_dtype) goes through an F32 temporary: once per forward.
+  std::shared_ptr<void> tmp;
+  if (y.dtype == DType::BF16) tmp = device_block(size_t(y.numel()) * 4);
+  if (skip("rmsnorm", {P(x.data), P(has_w ? w->data : nullptr), P(y.data), uint64_t(x.numel()), uint64_t(D), F(eps),
+                       uint64_t(y.dtype == DType::BF16)}))
     return;
+  float* yf = tmp ? static_cast<float*>(tmp.get()) : y.ptr<float>();
   check_launch(cuda::rmsnorm(x.ptr<float>(), has_w ? w->data : nullptr, has_w ? wtype(w->dtype, "rmsnorm") : 0,
-                             x.numel() / D, D, eps, y.ptr<float>(), stream_),
+                             x.numel() / D, D, eps, yf, stream_),
                "rmsnorm");
+  if (tmp) check_launch(f32_to_bf16(yf, y.data, y.numel(), stream_), "rmsnorm (to bf16)");
 }
 
 void CudaOps::layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) {
@@ -560,19 +582,22 @@ void CudaOps::fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps
     return;
   }
   if (s) on_device(*s, "add_rmsnorm scale");
+  const bool out_bf16 = w2 && out->dtype == DType::BF16;
   if (w2) {
     on_device(*w2, "add_rmsnorm next weight");
-    f32_on_device(*out, "add_rmsnorm_norm output");
+    on_device(*out, "add_rmsnorm_norm output");
+    G4_CHECK(out->dtype == DType::F32 || out_bf16, "add_rmsnorm_norm: output must be F32 or BF16, got {}",
+             dtype_name(out->dtype));
     G4_CHECK(w2->numel() == D && out->numel() == x.numel(), "add_rmsnorm_norm: next weight {} / output {}",
              shape_str(w2->shape), shape_str(out->shape));
   }
   if (skip("add_rmsnorm", {P(x.data), P(f.data), P(w.data), P(s ? s->data : nullptr), P(w2 ? w2->data : nullptr),
-                           P(out ? out->data : nullptr), uint64_t(x.numel()), uint64_t(D), F(eps)}))
+                           P(out ? out->data : nullptr), uint64_t(x.numel()), uint64_t(D), F(eps), uint64_t(out_bf16)}))
     return;
   check_launch(
       cuda::add_rmsnorm(x.ptr<float>(), f.ptr<float>(), w.data, wtype(w.dtype, "add_rmsnorm"), x.numel() / D, D, eps,
                         s ? s->data : nullptr, s ? wtype(s->dtype, "scale") : 0, w2 ? w2->data : nullptr,
-                        w2 ? wtype(w2->dtype, "rmsnorm") : 0, out ? out->ptr<float>() : nullptr, stream_),
+                        w2 ? wtype(w2->dtype, "rmsnorm") : 0, out ? out->data : nullptr, out_bf16, stream_),
       "add_rmsnorm");
 }
 

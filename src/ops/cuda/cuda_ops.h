@@ -118,6 +118,10 @@ class CudaOps final : public Ops {
   // gelu product (bf16) goes straight into the down GEMM: no fp32 [M, I] tensors (prefill).
   void feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, const Tensor& wd, Tensor& g, Tensor& u,
                     Tensor& out) override;
+  // BF16 for the rows that take the tensor-core GEMMs: the norms then write the GEMMs' input directly.
+  DType matmul_input_dtype(int64_t rows) const override {
+    return lt_gemm_ok(rows, 1, {}) ? DType::BF16 : DType::F32;
+  }
 
   void store_kv_rows(const std::vector<KVRow>& rows) override;
 
@@ -180,6 +184,9 @@ class CudaOps final : public Ops {
   bool lt_gemm_ok(int64_t M, int64_t K, std::initializer_list<const Tensor*> w16) const;
   // y[M, N] = xb[M, K] . w16[N, K]^T (cuBLASLt): xb and w16 bf16 on the device, y fp32 or bf16.
   void lt_gemm(const void* xb, const Tensor& w16, void* y, bool y_bf16, int64_t M);
+  // An F32 copy of a BF16 activation, for the paths that read F32 (a matmul input kept in bf16 whose weight
+  // or row count does not take the tensor-core GEMMs).
+  Tensor widened(const Tensor& x);
   // The weight as the GEMMs of this precision read it: F32-stored weights through their bf16 copy in bf16.
   const Tensor& gemm_weight(const Tensor& w) {
     return precision_ == Precision::BF16 && w.dtype == DType::F32 ? bf16_shadow(w) : w;

@@ -19,10 +19,11 @@
 namespace gemma4::cuda {
 namespace {
 
-// With w2 (optional): afterwards out = x * rsqrt(mean(x^2) + eps) * w2 over the updated row. out may alias f:
-// every element is read and rewritten by the same thread.
+// With w2 (optional): afterwards out = x * rsqrt(mean(x^2) + eps) * w2 over the updated row (F32, or BF16 when
+// out_bf16), and f is left as it was read; without w2, f gets the normed values. out may alias f: every element
+// is read and rewritten by the same thread.
 __global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, int64_t D, float eps, const void* s,
-                                   int sdt, const void* w2, int w2dt, float* out) {
+                                   int sdt, const void* w2, int w2dt, void* out, bool out_bf16) {
   float* xr = x + int64_t(blockIdx.x) * D;
   float* fr = f + int64_t(blockIdx.x) * D;
   float ss = 0.f;
@@ -33,7 +34,7 @@ __global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, i
   float ss2 = 0.f;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
     const float n = fr[i] * inv * ldw(w, wdt, i);
-    fr[i] = n;
+    if (!w2) fr[i] = n;
     const float v = s ? (xr[i] + n) * sv : xr[i] + n;
     xr[i] = v;
     ss2 += v * v;
@@ -41,8 +42,11 @@ __global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, i
   if (!w2) return;
   ss2 = block_sum(ss2);
   const float inv2 = 1.0f / sqrtf(ss2 / float(D) + eps);
-  float* orow = out + int64_t(blockIdx.x) * D;
-  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) orow[i] = xr[i] * inv2 * ldw(w2, w2dt, i);
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+    const float o = xr[i] * inv2 * ldw(w2, w2dt, i);
+    if (out_bf16) static_cast<__nv_bfloat16*>(out)[int64_t(blockIdx.x) * D + i] = __float2bfloat16_rn(o);
+    else static_cast<float*>(out)[int64_t(blockIdx.x) * D + i] = o;
+  }
 }
 
 // The same, row held in registers: thread i owns float4s i, i + blockDim, ... (at most kVec of them), every
@@ -64,7 +68,7 @@ __device__ __forceinline__ float4 ldw4(const void* p, int dt, int64_t i4) {
 }
 
 __global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wdt, int64_t D, float eps, const void* s,
-                                       int sdt, const void* w2, int w2dt, float* out) {
+                                       int sdt, const void* w2, int w2dt, void* out, bool out_bf16) {
   const int64_t D4 = D / 4;
   float4* xr = reinterpret_cast<float4*>(x + int64_t(blockIdx.x) * D);
   float4* fr = reinterpret_cast<float4*>(f + int64_t(blockIdx.x) * D);
@@ -98,7 +102,7 @@ __global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wd
     if (i < D4) {
       float4 n = make_float4(fv[j].x * inv * wv[j].x, fv[j].y * inv * wv[j].y, fv[j].z * inv * wv[j].z,
                              fv[j].w * inv * wv[j].w);
-      fr[i] = n;
+      if (!w2) fr[i] = n;
       float4 v = make_float4(xv[j].x + n.x, xv[j].y + n.y, xv[j].z + n.z, xv[j].w + n.w);
       if (s) v = make_float4(v.x * sv, v.y * sv, v.z * sv, v.w * sv);
       xr[i] = v;
@@ -109,13 +113,20 @@ __global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wd
   if (!w2) return;
   ss2 = block_sum(ss2);
   const float inv2 = 1.0f / sqrtf(ss2 / float(D) + eps);
-  float4* orow = reinterpret_cast<float4*>(out + int64_t(blockIdx.x) * D);
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {
     const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
-    if (i < D4)
-      orow[i] = make_float4(xv[j].x * inv2 * w2v[j].x, xv[j].y * inv2 * w2v[j].y, xv[j].z * inv2 * w2v[j].z,
-                            xv[j].w * inv2 * w2v[j].w);
+    if (i < D4) {
+      const float4 o = make_float4(xv[j].x * inv2 * w2v[j].x, xv[j].y * inv2 * w2v[j].y, xv[j].z * inv2 * w2v[j].z,
+                                   xv[j].w * inv2 * w2v[j].w);
+      if (out_bf16) {
+        const __nv_bfloat162 lo = __floats2bfloat162_rn(o.x, o.y), hi = __floats2bfloat162_rn(o.z, o.w);
+        reinterpret_cast<uint2*>(out)[int64_t(blockIdx.x) * D4 + i] =
+            make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+      } else {
+        reinterpret_cast<float4*>(out)[int64_t(blockIdx.x) * D4 + i] = o;
+      }
+    }
   }
 }
 
@@ -331,16 +342,17 @@ void launch_gelu(const float* x, const void* wg, const void* wu, int wdt, int64_
 }  // namespace
 
 int add_rmsnorm(float* x, float* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s, int sdt,
-                const void* w2, int w2dt, float* out, cudaStream_t st) {
+                const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st) {
   if (rows <= 0) return 0;
   const int64_t threads = ((D / 4 + kVec - 1) / kVec + 31) / 32 * 32;
   const bool vec = D % 4 == 0 && threads <= 1024 && (uintptr_t(x) | uintptr_t(f) | uintptr_t(out) | uintptr_t(w) |
                                                      uintptr_t(w2)) % 16 == 0;
   if (vec)
     launch_pdl(add_rmsnorm_vec_kernel, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, st, x, f, w, wdt, D, eps, s, sdt,
-               w2, w2dt, out);
+               w2, w2dt, out, out_bf16);
   else
-    add_rmsnorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, st>>>(x, f, w, wdt, D, eps, s, sdt, w2, w2dt, out);
+    add_rmsnorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, st>>>(x, f, w, wdt, D, eps, s, sdt, w2, w2dt, out,
+                                                                          out_bf16);
   return int(cudaGetLastError());
 }
 

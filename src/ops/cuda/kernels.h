@@ -51,9 +51,10 @@ struct GemvPart {
 int gemv_vec_multi(const float* x, int64_t M, int64_t K, const GemvPart* parts, int nparts, int wdt, cudaStream_t s);
 
 // ---- fused_kernels.cu (the fused forms of ops.h)
-// x = (x + rmsnorm(f, w)) * s; f = rmsnorm(f, w); with w2: out = rmsnorm(x, w2) (out may alias f).
+// x = (x + rmsnorm(f, w)) * s; without w2 f = rmsnorm(f, w); with w2 out = rmsnorm(x, w2) (F32, or BF16 when
+// out_bf16; out may alias f, f is not written otherwise).
 int add_rmsnorm(float* x, float* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s, int sdt,
-                const void* w2, int w2dt, float* out, cudaStream_t st);
+                const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st);
 int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int head_dim, float eps, const int64_t* pos,
                  const float* inv_freq, cudaStream_t s);
 // The attention inputs of T rows in one launch (ops.h qkv_norm_rope): q [T, nq*hd] and k [T, nkv*hd] get the
