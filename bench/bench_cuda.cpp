@@ -506,7 +506,7 @@ int main(int argc, char** argv) {
       std::vector<std::vector<int64_t>> step(B);
       for (int b = 0; b < B; ++b) {
         caches.push_back(m.new_cache());
-        caches.back().reserve(512 + decode);
+        caches.back().reserve(512 + decode + 1);
       }
       for (int b = 0; b < B; ++b) {
         ptrs.push_back(&caches[b]);
@@ -515,13 +515,26 @@ int main(int argc, char** argv) {
       }
       std::vector<double> times;
       const Ops::StepStats st0 = m.ops().step_stats();
+      // generate_batch's pipelined loop (GEMMA4_BENCH_SYNC=1: each step's tokens read before the next step).
+      const char* sync_env = std::getenv("GEMMA4_BENCH_SYNC");
+      const bool pipelined = m.can_forward_pending() && !(sync_env && *sync_env == '1');
+      const std::vector<Ops::TokenChoice> greedy_rows(B);
+      Tensor l = m.forward_batch(step, ptrs, nullptr, false, nullptr, /*logits_on_device=*/true);
+      if (pipelined) G4_CHECK(m.ops().choose_tokens_pending(l, greedy_rows, {}), "no GPU token choice");
       for (int s = 0; s < decode; ++s) {
         double t1 = now();
-        Tensor l = m.forward_batch(step, ptrs, nullptr, false, nullptr, /*logits_on_device=*/true);
-        const std::vector<int64_t> ids = greedy(l);
+        if (pipelined) {
+          l = m.forward_pending_batch(ptrs);
+          m.ops().read_pending_tokens();
+          G4_CHECK(m.ops().choose_tokens_pending(l, greedy_rows, {}), "no GPU token choice");
+        } else {
+          const std::vector<int64_t> ids = greedy(l);
+          for (int b = 0; b < B; ++b) step[b] = {ids[b]};
+          l = m.forward_batch(step, ptrs, nullptr, false, nullptr, /*logits_on_device=*/true);
+        }
         times.push_back(now() - t1);
-        for (int b = 0; b < B; ++b) step[b] = {ids[b]};
       }
+      if (pipelined) m.ops().read_pending_tokens();
       std::sort(times.begin(), times.end());
       const double tps = B / times[times.size() / 2];
       const Ops::StepStats st1 = m.ops().step_stats();

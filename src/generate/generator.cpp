@@ -120,26 +120,78 @@ std::vector<std::vector<int64_t>> generate_batch(Model& model, const std::vector
     }
   };
   admit();
-  while (!live.empty()) {
-    std::vector<std::vector<int64_t>> step;
-    std::vector<KVCache*> caches;
-    for (Live& l : live) {
-      step.push_back({l.next});
-      caches.push_back(&l.cache);
-    }
-    Tensor logits = model.forward_batch(step, caches, nullptr, false, nullptr, /*logits_on_device=*/true);  // [B, V]
-    std::vector<Sampler*> samplers;
-    for (Live& l : live) samplers.push_back(&l.sampler);
-    const std::vector<int64_t> ids = next_tokens(model, logits, samplers);
+  // On a GPU the steps are pipelined as in generate(): the live rows' tokens stay on the device and feed the
+  // next step, issued before the host reads them. A row that stops at the token read has had one step more
+  // computed, which is dropped with its cache; the others' logits rows are kept. A step that admits new prompts
+  // (their first tokens are host values) runs with explicit ids, the survivors' tokens chosen on the host.
+  const bool pipelined = model.can_forward_pending();
+  Tensor logits;  // [live, V] on the device: the live rows' next-token logits, when have_logits
+  bool have_logits = false;
+  auto samplers_of_live = [&] {
+    std::vector<Sampler*> s;
+    for (Live& l : live) s.push_back(&l.sampler);
+    return s;
+  };
+  // Records each live row's token; keeps the rows that go on and returns their old row indices.
+  auto take = [&](const std::vector<int64_t>& ids) {
     std::vector<Live> still;
+    std::vector<int64_t> rows;
     for (size_t b = 0; b < live.size(); ++b) {
       Live& l = live[b];
       l.next = ids[b];
       out[l.index].push_back(l.next);
-      if (!is_eos(l.next) && int(out[l.index].size()) < opt.max_new_tokens) still.push_back(std::move(l));
+      if (!is_eos(l.next) && int(out[l.index].size()) < opt.max_new_tokens) {
+        still.push_back(std::move(l));
+        rows.push_back(int64_t(b));
+      }
     }
     live = std::move(still);
-    admit();
+    return rows;
+  };
+  auto caches_of_live = [&] {
+    std::vector<KVCache*> c;
+    for (Live& l : live) c.push_back(&l.cache);
+    return c;
+  };
+  while (!live.empty()) {
+    if (!have_logits) {  // every live row's next input is a host value
+      std::vector<std::vector<int64_t>> step;
+      for (Live& l : live) step.push_back({l.next});
+      logits = model.forward_batch(step, caches_of_live(), nullptr, false, nullptr, /*logits_on_device=*/true);
+    }
+    have_logits = false;
+    if (!pipelined) {
+      take(next_tokens(model, logits, samplers_of_live()));
+      admit();
+      continue;
+    }
+    G4_CHECK(model.ops().choose_tokens_pending(logits, token_choices(samplers_of_live()), opt.sampling.suppress_tokens),
+             "generate: the backend could not choose the tokens on the device");
+    bool more = false;  // does any row go on after this token, by length?
+    for (Live& l : live) more = more || int(out[l.index].size()) + 1 < opt.max_new_tokens;
+    Tensor next;
+    if (more) next = model.forward_pending_batch(caches_of_live());
+    const size_t before = live.size();
+    const std::vector<int64_t> rows = take(model.ops().read_pending_tokens());
+    if (live.empty()) {
+      admit();
+      continue;
+    }
+    if (rows.size() == before) {
+      logits = next;
+    } else {  // keep the survivors' rows
+      logits = model.ops().alloc(DType::F32, {int64_t(rows.size()), next.dim(1)});
+      for (size_t j = 0; j < rows.size(); ++j) {
+        Tensor dst = logits.slice_rows(int64_t(j), int64_t(j) + 1);
+        model.ops().copy(next.slice_rows(rows[j], rows[j] + 1), dst);
+      }
+    }
+    have_logits = true;
+    if (queued < prompts.size() && live.size() < size_t(max_batch)) {
+      take(next_tokens(model, logits, samplers_of_live()));  // the survivors' tokens on the host, then admit
+      have_logits = false;
+      admit();
+    }
   }
   return out;
 }

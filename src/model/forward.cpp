@@ -76,14 +76,17 @@ bool Model::can_forward_pending() const {
   return ops_->has_pending_tokens() && cfg_.text.hidden_size_per_layer_input == 0;
 }
 
-Tensor Model::forward_pending(KVCache& cache) {
+Tensor Model::forward_pending(KVCache& cache) { return forward_pending_batch({&cache}); }
+
+Tensor Model::forward_pending_batch(const std::vector<KVCache*>& caches) {
   G4_CHECK(can_forward_pending(), "forward_pending: needs a backend with pending tokens (a GPU) and a model without "
                                   "per-layer embeddings");
-  // The id 0 stands in for the pending token in the host-side checks; the embedding reads the device's.
-  return forward_impl({{0}}, {&cache}, nullptr, false, nullptr, /*logits_on_device=*/true, /*pending_input=*/true);
+  // The id 0 stands in for each pending token in the host-side checks; the embedding reads the device's.
+  return forward_impl(std::vector<std::vector<int64_t>>(caches.size(), {0}), caches, nullptr, false, nullptr,
+                      /*logits_on_device=*/true, /*pending_input=*/true);
 }
 
-// pending_input: one sequence, one row, whose token is the backend's pending token (forward_pending).
+// pending_input: one row per sequence, whose token is the backend's pending token of that row (forward_pending).
 Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const std::vector<KVCache*>& caches,
                            const MultimodalInputs* mm, bool all_logits, Tape* tape, bool logits_on_device,
                            bool pending_input) {

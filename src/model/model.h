@@ -67,6 +67,8 @@ class Model {
   // per-layer embeddings, whose lookup runs on the host).
   bool can_forward_pending() const;
   Tensor forward_pending(KVCache& cache);
+  // The same for B sequences (generate_batch): row b's token is pending token b. Logits [B, V] on the device.
+  Tensor forward_pending_batch(const std::vector<KVCache*>& caches);
   const std::vector<LayerSpec>& layer_specs() const { return layers_; }
   // A cache on the model's device: BF16 rows on a GPU in bf16 precision, else F32.
   KVCache new_cache() const {

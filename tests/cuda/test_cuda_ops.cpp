@@ -1001,6 +1001,18 @@ TEST(CudaModel, BatchedGenerationEqualsOneAtATime) {
     EXPECT_EQ(got[i], generate(gm, prompts[i], o)) << "prompt " << i;
     EXPECT_EQ(got[i], generate(cm, prompts[i], o)) << "prompt " << i << " (CPU)";
   }
+  // Rows stopping at different steps (eos ids taken from the outputs above): the pipelined loop keeps the
+  // survivors' logits rows, and admits waiting prompts mid-way (batches of 4).
+  GenerateOptions e = o;
+  e.ignore_eos = false;
+  e.eos_ids = {got[0][3], got[2][6], got[5][1]};
+  auto stopped = generate_batch(gm, prompts, e, 4);
+  int early = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(stopped[i], generate(cm, prompts[i], e)) << "prompt " << i << " with eos (CPU)";
+    early += int(stopped[i].size()) < e.max_new_tokens;
+  }
+  EXPECT_GE(early, 3);
 }
 
 // Decode steps recorded as CUDA graphs (ops/cuda/step_graph.h) against the same steps run eagerly: 600
