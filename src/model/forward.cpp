@@ -244,8 +244,14 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
   // prefill on the GPU), else F32 sharing hbuf.
   const DType norm_dt = ops.matmul_input_dtype(T);
   Tensor nbuf = norm_dt == DType::F32 ? hbuf : ops.alloc(norm_dt, {T, H});
-  Tensor qbuf = ops.alloc(DType::F32, {T * max_q}), obuf = ops.alloc(DType::F32, {T * max_q});
-  Tensor kbuf = ops.alloc(DType::F32, {T * max_kv}), vbuf = ops.alloc(DType::F32, {T * max_kv});
+  // q, k, v and the attention output: bf16 where the backend's attention reads bf16 (a GPU prefill), except with
+  // KV-shared layers (their q takes rmsnorm_rope, an F32 op).
+  int64_t min_rows = T;
+  for (const Segment& g : segs) min_rows = std::min(min_rows, g.T);
+  const bool shares_kv = std::any_of(layers_.begin(), layers_.end(), [](const LayerSpec& s) { return s.kv_source >= 0; });
+  const DType qkv_dt = shares_kv || tape ? DType::F32 : ops.qkv_dtype(min_rows);
+  Tensor qbuf = ops.alloc(qkv_dt, {T * max_q}), obuf = ops.alloc(qkv_dt, {T * max_q});
+  Tensor kbuf = ops.alloc(qkv_dt, {T * max_kv}), vbuf = ops.alloc(qkv_dt, {T * max_kv});
   Tensor gbuf = ops.alloc(DType::F32, {T * max_inter}), ubuf = ops.alloc(DType::F32, {T * max_inter});
 
   const size_t B = segs.size();

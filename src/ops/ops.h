@@ -50,6 +50,13 @@ class Ops {
     (void)rows;
     return DType::F32;
   }
+  // The dtype a caller may keep q, k, v and the attention output in (linear_qkv, qkv_norm_rope, store_kv,
+  // attention, then the o projection) when every sequence of the forward has at least `min_rows` new rows:
+  // BF16 where attention reads bf16 anyway (the CUDA backend's tensor-core prefill), F32 elsewhere.
+  virtual DType qkv_dtype(int64_t min_rows) const {
+    (void)min_rows;
+    return DType::F32;
+  }
 
   // ---- Memory on this backend's device (the CPU defaults are plain host memory).
   // A fresh, uninitialised tensor on the device.

@@ -320,6 +320,15 @@ TEST(CudaOps, Attention) {
     // Decode with many heads per KV head (hd 256/512) runs on the tensor cores too (decode_attention.cu).
     const bool tc_decode = c.hq / c.hkv > 4 && (c.hd == 256 || c.hd == 512);
     compare("attention bf16 cache (bf16) " + c.name, ocb, want_r, c.T < 16 && !c.blocks && !tc_decode ? 2e-5f : 3e-2f);
+    // BF16 q and output (Ops::qkv_dtype) with the bf16 cache: read and written as they are by the tensor-core
+    // prefill paths, through F32 copies elsewhere. The reference reads the same rounded queries.
+    Tensor qr = q.to(DType::BF16);
+    Tensor want_q = Tensor::empty(DType::F32, q.shape);
+    cpu().attention(qr.to_f32(), kr.to_f32(), vr.to_f32(), c.hq, c.hkv, c.hd, 1.0f, m, want_q);
+    Tensor oio = gpu_bf16().alloc(DType::BF16, q.shape);
+    gpu_bf16().attention(gpu().to_device(qr), gpu().to_device(kr), gpu().to_device(vr), c.hq, c.hkv, c.hd, 1.0f, m,
+                         oio);
+    compare("attention bf16 io " + c.name, gpu().to_host(oio).to_f32(), want_q, 3e-2f);
   }
   // A query that sees no key gives zeros.
   std::vector<int64_t> qpos = {0}, kpos = {5, 6, 7};
@@ -539,6 +548,23 @@ TEST(CudaOps, FusedForms) {
           compare(what + " bf16 (q proj)", q3, ql, 2e-2f);
           compare(what + " bf16 (k proj)", k3, kl, 2e-2f);
           if (!k_eq_v) compare(what + " bf16 (v proj)", v3, vl, 2e-2f);
+          // BF16 q/k/v (Ops::qkv_dtype): the projections written in bf16, then the norms + RoPE on them (the
+          // warp kernel for hd 256/512 from 16 rows, F32 copies otherwise); the reference starts from the
+          // same rounded projections.
+          Tensor q4 = gpu_bf16().alloc(DType::BF16, qc.shape), k4 = gpu_bf16().alloc(DType::BF16, kc.shape);
+          Tensor v4 = gpu_bf16().alloc(DType::BF16, vc.shape);
+          gpu_bf16().linear_qkv(gpu_bf16().to_device(x), gpu_bf16().to_device(wq), gpu_bf16().to_device(wk),
+                                k_eq_v ? nullptr : &wvb, q4, k4, k_eq_v ? nullptr : &v4);
+          Tensor qh = gpu().to_host(q4).to_f32(), kh = gpu().to_host(k4).to_f32();
+          Tensor vh = k_eq_v ? Tensor::empty(DType::F32, vc.shape) : gpu().to_host(v4).to_f32();
+          compare(what + " bf16 out (q proj)", qh, ql, 2e-2f);
+          compare(what + " bf16 out (k proj)", kh, kl, 2e-2f);
+          cpu().qkv_norm_rope(qh, kh, vh, k_eq_v, nqw, nkw, 1e-6f, nq, nkv, hd, pos.data(), freq);
+          gpu_bf16().qkv_norm_rope(q4, k4, v4, k_eq_v, gpu().to_device(nqw), gpu().to_device(nkw), 1e-6f, nq, nkv, hd,
+                                   pos.data(), freq);
+          compare(what + " bf16 norms (q)", gpu().to_host(q4).to_f32(), qh, 1e-2f);
+          compare(what + " bf16 norms (k)", gpu().to_host(k4).to_f32(), kh, 1e-2f);
+          compare(what + " bf16 norms (v)", gpu().to_host(v4).to_f32(), vh, 1e-2f);
         }
         // store_kv: rows [row, row + M) of a cache
         const int64_t rows = 64, row = 41;

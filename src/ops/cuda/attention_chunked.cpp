@@ -45,10 +45,13 @@ void attention_chunked(const ChunkedAttention& a, const Scratch& scratch) {
   // GEMM inputs: bf16 copies of Q, K, V (bf16 mode), the fp32 tensors themselves otherwise.
   const void *q = a.q, *k = a.k, *v = a.v;
   std::shared_ptr<void> qb, kb, vb;
+  G4_CHECK(bf || !a.io_bf16, "attention: bf16 queries need the bf16 GEMM mode");
   if (bf) {
-    qb = scratch(size_t(T) * ldq * 2);
-    ck(cudaError_t(f32_to_bf16(a.q, qb.get(), T * ldq, a.stream)), "attention: q to bf16");
-    q = qb.get();
+    if (!a.io_bf16) {  // bf16 queries are used as they are
+      qb = scratch(size_t(T) * ldq * 2);
+      ck(cudaError_t(f32_to_bf16(static_cast<const float*>(a.q), qb.get(), T * ldq, a.stream)), "attention: q to bf16");
+      q = qb.get();
+    }
     if (!a.kv_bf16) {  // a bf16 KV cache is used as it is
       kb = scratch(size_t(S) * kvd * 2);
       vb = scratch(size_t(S) * kvd * 2);
@@ -79,9 +82,11 @@ void attention_chunked(const ChunkedAttention& a, const Scratch& scratch) {
     for (int64_t i = i0; i < i1; ++i) qmin = std::min(qmin, a.q_pos_host[i]), qmax = std::max(qmax, a.q_pos_host[i]);
     const int64_t j_lo = !a.keys_consecutive ? 0 : a.window > 0 ? std::max<int64_t>(0, qmin - a.window + 1 - k0) : 0;
     const int64_t j_hi = !a.keys_consecutive ? S : std::min<int64_t>(S, qmax - k0 + 1);
-    float* o_rows = a.o + i0 * ldq;
+    const size_t ob = a.io_bf16 ? 2 : 4;  // bytes per output element
+    char* o_rows = static_cast<char*>(a.o) + size_t(i0) * ldq * ob;
+    const cudaDataType_t out_t = a.io_bf16 ? CUDA_R_16BF : CUDA_R_32F;
     if (j_hi <= j_lo) {  // no query of the chunk sees a key
-      ck(cudaMemsetAsync(o_rows, 0, size_t(c) * ldq * 4, a.stream), "attention: zero rows");
+      ck(cudaMemsetAsync(o_rows, 0, size_t(c) * ldq * ob, a.stream), "attention: zero rows");
       continue;
     }
     const int64_t sk = j_hi - j_lo;
@@ -99,7 +104,7 @@ void attention_chunked(const ChunkedAttention& a, const Scratch& scratch) {
                                     bf, a.stream)),
          "attention softmax");
       ckb(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, hd, g, int(sk), &one, vc, in_t, int(kvd), hd, probs,
-                                     in_t, int(sk), int64_t(g) * sk, &zero, o_rows, CUDA_R_32F, hd, int64_t(g) * hd,
+                                     in_t, int(sk), int64_t(g) * sk, &zero, o_rows, out_t, hd, int64_t(g) * hd,
                                      Hkv, comp, CUBLAS_GEMM_DEFAULT),
           "attention output GEMM");
       continue;
@@ -124,7 +129,7 @@ void attention_chunked(const ChunkedAttention& a, const Scratch& scratch) {
       // Column-major: O_h^T [hd, c] = V_kh^T [hd, sk] . P_h^T [sk, c].
       ckb(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, hd, int(c), int(sk), &one, vc, in_t, int(kvd),
                                      kv_stride, probs + size_t(j) * c * sk * eb, in_t, int(sk), s_stride, &zero,
-                                     o_rows + size_t(j) * hd, CUDA_R_32F, int(ldq), q_stride, batch, comp,
+                                     o_rows + size_t(j) * hd * ob, out_t, int(ldq), q_stride, batch, comp,
                                      CUBLAS_GEMM_DEFAULT),
           "attention output GEMM");
     }

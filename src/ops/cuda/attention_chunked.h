@@ -16,9 +16,9 @@ namespace gemma4::cuda {
 using Scratch = std::function<std::shared_ptr<void>(size_t)>;
 
 struct ChunkedAttention {
-  const float* q;          // [T, Hq*hd] on the device, F32
+  const void* q;           // [T, Hq*hd] on the device: F32, or BF16 when io_bf16 (bf16 mode only)
   const void *k, *v;       // [S, Hkv*hd] on the device: F32, or BF16 when kv_bf16 (bf16 mode only)
-  float* o;                // [T, Hq*hd]
+  void* o;                 // [T, Hq*hd]: like q
   int64_t T, S;
   int n_q_heads, n_kv_heads, head_dim;
   float scale;
@@ -31,6 +31,7 @@ struct ChunkedAttention {
   size_t scratch_budget_bytes = size_t(512) << 20;
   cudaStream_t stream = nullptr;
   bool kv_bf16 = false;
+  bool io_bf16 = false;
 };
 
 // True when the keys sit at consecutive positions k_pos[0] + j.

@@ -18,14 +18,17 @@ void CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v, int n
                            ? ">8K"
                            : (k.numel() / (int64_t(n_kv_heads) * head_dim) > 1024 ? ">1K" : "<=1K"));
   });
-  f32_on_device(q, "attention q");
+  on_device(q, "attention q");
   on_device(k, "attention k");
   on_device(v, "attention v");
-  f32_on_device(o, "attention output");
+  on_device(o, "attention output");
   G4_CHECK((k.dtype == DType::F32 || k.dtype == DType::BF16) && v.dtype == k.dtype,
            "attention: keys/values must be F32 or BF16 (a bf16 KV cache), got {} / {}", dtype_name(k.dtype),
            dtype_name(v.dtype));
-  const bool kv_bf16 = k.dtype == DType::BF16;
+  G4_CHECK((q.dtype == DType::F32 || q.dtype == DType::BF16) && o.dtype == q.dtype,
+           "attention: q and the output must be both F32 or both BF16, got {} / {}", dtype_name(q.dtype),
+           dtype_name(o.dtype));
+  const bool kv_bf16 = k.dtype == DType::BF16, io_bf16 = q.dtype == DType::BF16;
   G4_CHECK(head_dim > 0 && head_dim <= 512, "attention: head_dim {} (the CUDA kernel supports up to 512)", head_dim);
   G4_CHECK(n_kv_heads > 0 && n_q_heads % n_kv_heads == 0, "attention: {} query heads for {} kv heads", n_q_heads,
            n_kv_heads);
@@ -40,6 +43,27 @@ void CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v, int n
     return;
   }
   const bool step = steps_->active();
+#ifdef GEMMA4_HAS_CUBLAS
+  // Which prefill path (below): the fused tensor-core kernel (flash_attention.cu) for head_dim 256, and for
+  // 512 when the chunked cuBLAS path cannot take it (bidirectional blocks, keys out of order). At 512 the
+  // kernel computes Q K^T once per half of the output dims; on the 12B's full layers (4096 tokens, H200) it
+  // took 2.7 ms a layer against 1.9 ms for the cuBLAS path. GEMMA4_CUDA_FLASH=0: never.
+  const bool tc_prefill = precision_ == Precision::BF16 && T >= kChunkedMinQueries;
+  const bool consecutive = keys_consecutive(mask.k_pos, S);
+  const bool cublas_takes_it = head_dim == 512 && !mask.q_block && consecutive;
+  const bool flash = tc_prefill && flash_ && !cublas_takes_it && flash_attention_supported(n_q_heads, n_kv_heads, head_dim);
+  const bool chunked_tc = tc_prefill && !flash && !mask.q_block && consecutive;
+#else
+  const bool flash = false, chunked_tc = false;
+#endif
+  // BF16 q / o (Ops::qkv_dtype) are read and written as they are by those two with a bf16 cache; any other
+  // path runs on F32 copies.
+  if (io_bf16 && !((flash || chunked_tc) && kv_bf16)) {
+    Tensor qf = widened(q), of = alloc(DType::F32, o.shape);
+    attention(qf, k, v, n_q_heads, n_kv_heads, head_dim, scale, mask, of);
+    copy(of, o);
+    return;
+  }
   // Decode (few queries, no bidirectional blocks): K and V read once per KV head (attention_decode).
   const AttnSegment one{0, T, &k, &v, mask};
   if (T < kChunkedMinQueries && !mask.q_block && decode_attention(q, {one}, n_q_heads, n_kv_heads, head_dim, scale, o))
@@ -59,18 +83,11 @@ void CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v, int n
     kb = upload(mask.k_block, S);
   }
 #ifdef GEMMA4_HAS_CUBLAS
-  // Prefill in bf16 precision: the fused tensor-core kernel (flash_attention.cu) for head_dim 256, and for
-  // 512 when the chunked cuBLAS path below cannot take it (bidirectional blocks, keys out of order). At 512
-  // the kernel computes Q K^T once per half of the output dims; on the 12B's full layers (4096 tokens,
-  // H200) it took 2.7 ms a layer against 1.9 ms for the cuBLAS path. GEMMA4_CUDA_FLASH=0: never.
-  const bool consecutive = keys_consecutive(mask.k_pos, S);
-  const bool cublas_takes_it = head_dim == 512 && !mask.q_block && consecutive;
-  if (precision_ == Precision::BF16 && T >= kChunkedMinQueries && flash_ && !cublas_takes_it &&
-      flash_attention_supported(n_q_heads, n_kv_heads, head_dim)) {
-    FlashAttention fa{q.ptr<float>(), k.data, v.data, o.ptr<float>(), T, S, n_q_heads, n_kv_heads, head_dim, scale,
+  if (flash) {
+    FlashAttention fa{q.data, k.data, v.data, o.data, T, S, n_q_heads, n_kv_heads, head_dim, scale,
                       qp.ptr<int64_t>(), kp.ptr<int64_t>(), mask.window,
                       mask.q_block ? qb.ptr<int32_t>() : nullptr, mask.q_block ? kb.ptr<int32_t>() : nullptr,
-                      consecutive, kv_bf16};
+                      consecutive, kv_bf16, io_bf16};
     check_launch(flash_attention(fa, stream_), "attention (flash)");
     return;
   }
@@ -82,12 +99,13 @@ void CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v, int n
   if (!mask.q_block && (prefill || long_decode)) {
     const bool tensor_cores = precision_ == Precision::BF16 && prefill;
     if (!tensor_cores) widen();
-    ChunkedAttention c{q.ptr<float>(), kf.data,           vf.data,           o.ptr<float>(), T,           S,
+    ChunkedAttention c{q.data,         kf.data,           vf.data,           o.data,         T,           S,
                        n_q_heads,      n_kv_heads,        head_dim,          scale,          mask.window, mask.q_pos,
                        mask.k_pos,     qp.ptr<int64_t>(), kp.ptr<int64_t>(), tensor_cores,   consecutive, blas_tc_,
                        blas_};
     c.stream = stream_;
     c.kv_bf16 = kf.dtype == DType::BF16;
+    c.io_bf16 = io_bf16;
     attention_chunked(c, [this](size_t n) { return device_block(n); });
     check_launch(0, "attention (cuBLAS)");
     return;
@@ -113,6 +131,12 @@ void CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v, int n
 void CudaOps::attention_segments(const Tensor& q, const std::vector<AttnSegment>& segs, int n_q_heads, int n_kv_heads,
                                  int head_dim, float scale, Tensor& o) {
   auto prof = prof_.scope([&] { return fmt::format("attention_segments x{}", segs.size()); });
+  if (q.dtype == DType::BF16 && o.dtype == DType::BF16) {  // several sequences' prefill: each through attention()
+    Tensor qf = widened(q), of = alloc(DType::F32, o.shape);
+    attention_segments(qf, segs, n_q_heads, n_kv_heads, head_dim, scale, of);
+    copy(of, o);
+    return;
+  }
   f32_on_device(q, "attention q");
   f32_on_device(o, "attention output");
   if (decode_attention(q, segs, n_q_heads, n_kv_heads, head_dim, scale, o)) return;
@@ -149,26 +173,37 @@ void CudaOps::linear_qkv(const Tensor& x, const Tensor& wq, const Tensor& wk, co
   const Tensor& q16 = gemm_weight(wq);
   const Tensor& k16 = gemm_weight(wk);
   const Tensor* v16 = wv ? &gemm_weight(*wv) : nullptr;
+  // BF16 outputs (Ops::qkv_dtype) come from the tensor-core GEMMs below; any other path writes F32 copies.
+  const bool out_bf16 = q.dtype == DType::BF16;
+  G4_CHECK(k.dtype == q.dtype && (!v || v->dtype == q.dtype), "linear_qkv: q, k, v of different dtypes");
+  const bool lt = x.device == Device::CUDA && (x.dtype == DType::F32 || x.dtype == DType::BF16) &&
+                  lt_gemm_ok(M, K, {&q16, &k16, v16}) && x.numel() == M * K && q.numel() == M * q16.dim(0) &&
+                  k.numel() == M * k16.dim(0) && (!v16 || (v && v->numel() == M * v16->dim(0)));
+  if (out_bf16 && !lt) {
+    Tensor qf = alloc(DType::F32, q.shape), kf = alloc(DType::F32, k.shape);
+    Tensor vf = v ? alloc(DType::F32, v->shape) : Tensor();
+    linear_qkv(x, wq, wk, wv, qf, kf, v ? &vf : nullptr);
+    copy(qf, q), copy(kf, k);
+    if (v) copy(vf, *v);
+    return;
+  }
   // Prefill rows in bf16 precision: x to bf16 once for the three tensor-core GEMMs.
-  if (x.device == Device::CUDA && (x.dtype == DType::F32 || x.dtype == DType::BF16) &&
-      lt_gemm_ok(M, K, {&q16, &k16, v16}) &&
-      x.numel() == M * K && q.numel() == M * q16.dim(0) && k.numel() == M * k16.dim(0) &&
-      (!v16 || (v && v->numel() == M * v16->dim(0)))) {
+  if (lt) {
     auto prof = prof_.scope([&] { return fmt::format("linear_qkv M>1 N={}+{}+{} K={}", q16.dim(0), k16.dim(0),
                                                      v16 ? v16->dim(0) : 0, K); });
-    f32_on_device(q, "linear_qkv q");
-    f32_on_device(k, "linear_qkv k");
-    if (v16) f32_on_device(*v, "linear_qkv v");
+    on_device(q, "linear_qkv q");
+    on_device(k, "linear_qkv k");
+    if (v16) on_device(*v, "linear_qkv v");
     std::shared_ptr<void> xb;
     if (x.dtype == DType::F32) xb = device_block(size_t(M) * K * 2);
     if (skip("linear_qkv gemm", {P(x.data), P(q16.data), P(k16.data), P(v16 ? v16->data : nullptr), P(q.data),
-                                 P(k.data), P(v16 ? v->data : nullptr), uint64_t(M), uint64_t(K)}))
+                                 P(k.data), P(v16 ? v->data : nullptr), uint64_t(M), uint64_t(K), uint64_t(out_bf16)}))
       return;
     if (xb) check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "linear_qkv: x to bf16");
     const void* xin = xb ? xb.get() : x.data;
-    lt_gemm(xin, q16, q.data, false, M);
-    lt_gemm(xin, k16, k.data, false, M);
-    if (v16) lt_gemm(xin, *v16, v->data, false, M);
+    lt_gemm(xin, q16, q.data, out_bf16, M);
+    lt_gemm(xin, k16, k.data, out_bf16, M);
+    if (v16) lt_gemm(xin, *v16, v->data, out_bf16, M);
     return;
   }
   bool fused = x.device == Device::CUDA && q16.dtype != DType::F32 && k16.dtype == q16.dtype &&
@@ -198,12 +233,21 @@ void CudaOps::qkv_norm_rope(Tensor& q, Tensor& k, Tensor& v, bool v_from_k, cons
                             float eps, int n_q_heads, int n_kv_heads, int head_dim, const int64_t* pos,
                             const std::vector<float>& inv_freq, const std::vector<KVRow>* append) {
   auto prof = prof_.scope([&] { return std::string(append ? "qkv_norm_rope + KV append" : "qkv_norm_rope"); });
-  f32_on_device(q, "qkv_norm_rope q");
-  f32_on_device(k, "qkv_norm_rope k");
-  f32_on_device(v, "qkv_norm_rope v");
+  const int64_t T = q.numel() / (int64_t(n_q_heads) * head_dim);
+  if (q.dtype == DType::BF16 && k.dtype == DType::BF16 && v.dtype == DType::BF16 &&
+      !qkv_norm_rope_bf16_supported(T, head_dim, append != nullptr)) {  // BF16 q/k/v another kernel cannot take
+    Tensor qf = widened(q), kf = widened(k), vf = widened(v);
+    qkv_norm_rope(qf, kf, vf, v_from_k, wq, wk, eps, n_q_heads, n_kv_heads, head_dim, pos, inv_freq, append);
+    copy(qf, q), copy(kf, k), copy(vf, v);
+    return;
+  }
+  const bool io_bf16 = q.dtype == DType::BF16;
+  for (const Tensor* t : {&q, &k, &v}) {
+    on_device(*t, "qkv_norm_rope q/k/v");
+    G4_CHECK(t->dtype == (io_bf16 ? DType::BF16 : DType::F32), "qkv_norm_rope: q, k, v must be all F32 or all BF16");
+  }
   on_device(wq, "qkv_norm_rope q weight");
   on_device(wk, "qkv_norm_rope k weight");
-  const int64_t T = q.numel() / (int64_t(n_q_heads) * head_dim);
   G4_CHECK(head_dim <= 512 && wq.numel() == head_dim && wk.numel() == head_dim && wq.dtype == wk.dtype &&
                k.numel() == T * n_kv_heads * head_dim && v.numel() == k.numel() && int(inv_freq.size()) >= head_dim / 2,
            "qkv_norm_rope: q {} k {} v {} weights {} {} for {}/{} heads of {}", shape_str(q.shape), shape_str(k.shape),
@@ -231,8 +275,8 @@ void CudaOps::qkv_norm_rope(Tensor& q, Tensor& k, Tensor& v, bool v_from_k, cons
   Tensor dtable = fused ? upload(table.data(), int64_t(table.size())) : Tensor();
   if (!skip("qkv_norm_rope", {P(q.data), P(k.data), P(v.data), P(wq.data), P(wk.data), uint64_t(v_from_k), uint64_t(T),
                               uint64_t(n_q_heads), uint64_t(n_kv_heads), uint64_t(head_dim), F(eps), P(dfreq.data),
-                              uint64_t(fused), uint64_t(cdt == DType::BF16)}))
-    check_launch(cuda::qkv_norm_rope(q.ptr<float>(), k.ptr<float>(), v.ptr<float>(), v_from_k, wq.data, wk.data,
+                              uint64_t(fused), uint64_t(cdt == DType::BF16), uint64_t(io_bf16)}))
+    check_launch(cuda::qkv_norm_rope(q.data, k.data, v.data, io_bf16, v_from_k, wq.data, wk.data,
                                      wtype(wq.dtype, "qkv_norm_rope"), T, n_q_heads, n_kv_heads, head_dim, eps,
                                      dpos.ptr<int64_t>(), dfreq.ptr<float>(),
                                      fused ? dtable.ptr<int64_t>() : nullptr, cdt == DType::BF16, stream_),

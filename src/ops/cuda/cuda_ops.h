@@ -122,6 +122,10 @@ class CudaOps final : public Ops {
   DType matmul_input_dtype(int64_t rows) const override {
     return lt_gemm_ok(rows, 1, {}) ? DType::BF16 : DType::F32;
   }
+  // BF16 from the rows where attention takes its tensor-core prefill paths (kChunkedMinQueries).
+  DType qkv_dtype(int64_t min_rows) const override {
+    return min_rows >= kChunkedMinQueries && lt_gemm_ok(min_rows, 1, {}) ? DType::BF16 : DType::F32;
+  }
 
   void store_kv_rows(const std::vector<KVRow>& rows) override;
 

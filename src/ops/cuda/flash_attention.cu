@@ -60,10 +60,10 @@ __device__ __forceinline__ bool visible(int64_t qp, int64_t kp, int window, int3
 
 // grid (ceil(T / 64), Hq / HPB, HD / 256). HD = head_dim (256 or 512). HPB = query heads per block (1 or 2,
 // heads of one KV head): 4 warps per head, all reading the same K / V tiles.
-template <int HD, typename KV, int HPB>
+template <int HD, typename KV, int HPB, typename IO>
 __global__ void __launch_bounds__(kThreads * HPB, 1)
-    flash_attention_kernel(const float* __restrict__ q, const KV* __restrict__ k, const KV* __restrict__ v,
-                           float* __restrict__ o, int64_t T, int64_t S, int Hq, int Hkv, float scale,
+    flash_attention_kernel(const IO* __restrict__ q, const KV* __restrict__ k, const KV* __restrict__ v,
+                           IO* __restrict__ o, int64_t T, int64_t S, int Hq, int Hkv, float scale,
                            const int64_t* __restrict__ q_pos, const int64_t* __restrict__ k_pos, int window,
                            const int32_t* __restrict__ q_block, const int32_t* __restrict__ k_block, bool consecutive) {
   constexpr int QC = HD / 8;          // 16-byte chunks per Q / K row
@@ -93,9 +93,13 @@ __global__ void __launch_bounds__(kThreads * HPB, 1)
     const int r = i / QC, c = i % QC, rq = r % kRows;
     uint4 val = make_uint4(0, 0, 0, 0);
     if (i0 + rq < T) {
-      const float4* p =
-          reinterpret_cast<const float4*>(q + (i0 + rq) * ldq + int64_t(h0 + r / kRows) * HD + c * 8);
-      val = pack8(p[0], p[1]);
+      const IO* src = q + (i0 + rq) * ldq + int64_t(h0 + r / kRows) * HD + c * 8;
+      if constexpr (sizeof(IO) == 2) {
+        val = *reinterpret_cast<const uint4*>(src);
+      } else {
+        const float4* p = reinterpret_cast<const float4*>(src);
+        val = pack8(p[0], p[1]);
+      }
     }
     *reinterpret_cast<uint4*>(sq + swz(r, c, QC)) = val;
   }
@@ -252,25 +256,33 @@ __global__ void __launch_bounds__(kThreads * HPB, 1)
   const int64_t ocol = int64_t(h) * HD + int64_t(blockIdx.z) * kDimsOut + 2 * t4;
 #pragma unroll
   for (int n = 0; n < NT; ++n) {
-    if (row0 < T)
-      *reinterpret_cast<float2*>(o + row0 * ldq + ocol + n * 8) = make_float2(acc[n][0] * inv0, acc[n][1] * inv0);
-    if (row1 < T)
-      *reinterpret_cast<float2*>(o + row1 * ldq + ocol + n * 8) = make_float2(acc[n][2] * inv1, acc[n][3] * inv1);
+    if constexpr (sizeof(IO) == 2) {
+      if (row0 < T)
+        *reinterpret_cast<uint32_t*>(o + row0 * ldq + ocol + n * 8) = pack_bf16(acc[n][0] * inv0, acc[n][1] * inv0);
+      if (row1 < T)
+        *reinterpret_cast<uint32_t*>(o + row1 * ldq + ocol + n * 8) = pack_bf16(acc[n][2] * inv1, acc[n][3] * inv1);
+    } else {
+      if (row0 < T)
+        *reinterpret_cast<float2*>(o + row0 * ldq + ocol + n * 8) = make_float2(acc[n][0] * inv0, acc[n][1] * inv0);
+      if (row1 < T)
+        *reinterpret_cast<float2*>(o + row1 * ldq + ocol + n * 8) = make_float2(acc[n][2] * inv1, acc[n][3] * inv1);
+    }
   }
 }
 
-template <int HD, typename KV, int HPB>
+template <int HD, typename KV, int HPB, typename IO = float>
 int launch(const FlashAttention& a, cudaStream_t s) {
   const size_t smem = size_t(HPB) * kRows * HD * 2 +
                       2 * (size_t(kKeys) * HD * 2 + size_t(kKeys) * kDimsOut * 2 +
                            size_t(kKeys) * (sizeof(int64_t) + sizeof(int32_t)));
-  auto kernel = flash_attention_kernel<HD, KV, HPB>;
+  auto kernel = flash_attention_kernel<HD, KV, HPB, IO>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (attr != cudaSuccess) return int(attr);
   const dim3 grid(unsigned((a.T + kRows - 1) / kRows), unsigned(a.n_q_heads / HPB), unsigned(HD / kDimsOut));
-  kernel<<<grid, kThreads * HPB, smem, s>>>(a.q, static_cast<const KV*>(a.k), static_cast<const KV*>(a.v), a.o, a.T, a.S,
-                                      a.n_q_heads, a.n_kv_heads, a.scale, a.q_pos, a.k_pos, a.window, a.q_block,
-                                      a.k_block, a.keys_consecutive);
+  kernel<<<grid, kThreads * HPB, smem, s>>>(static_cast<const IO*>(a.q), static_cast<const KV*>(a.k),
+                                            static_cast<const KV*>(a.v), static_cast<IO*>(a.o), a.T, a.S,
+                                            a.n_q_heads, a.n_kv_heads, a.scale, a.q_pos, a.k_pos, a.window,
+                                            a.q_block, a.k_block, a.keys_consecutive);
   return int(cudaGetLastError());
 }
 
@@ -284,6 +296,12 @@ int flash_attention(const FlashAttention& a, cudaStream_t s) {
   if (!flash_attention_supported(a.n_q_heads, a.n_kv_heads, a.head_dim)) return int(cudaErrorInvalidValue);
   if (a.T <= 0) return 0;
   const bool pair = (a.n_q_heads / a.n_kv_heads) % 2 == 0;
+  if (a.io_bf16) {  // bf16 q / o: a prefill in bf16 precision, whose cache is bf16
+    if (!a.kv_bf16) return int(cudaErrorInvalidValue);
+    using B = __nv_bfloat16;
+    if (a.head_dim == 256) return pair ? launch<256, B, 2, B>(a, s) : launch<256, B, 1, B>(a, s);
+    return launch<512, B, 1, B>(a, s);
+  }
   if (a.head_dim == 256) {
     if (pair) return a.kv_bf16 ? launch<256, __nv_bfloat16, 2>(a, s) : launch<256, float, 2>(a, s);
     return a.kv_bf16 ? launch<256, __nv_bfloat16, 1>(a, s) : launch<256, float, 1>(a, s);

@@ -187,15 +187,17 @@ __global__ void rmsnorm_rope_kernel(float* x, const void* w, int wdt, int n_head
 // for a v head); vr: for a k head of a K = V layer, where v = the weightless norm of k's raw projection goes;
 // ck / cv: where the finished k / v values also go with `append` (row t's KV cache rows, a decode step's
 // append without a launch of its own).
+template <typename IO = float>
 struct QkvHead {
-  float* r;
-  float* vr = nullptr;
+  IO* r;
+  IO* vr = nullptr;
   const void* w = nullptr;
   CacheRow ck, cv;
 };
-__device__ QkvHead qkv_head(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk, int nq,
-                            int nkv, int hd, int64_t t, int h, const int64_t* append, bool append_bf16) {
-  QkvHead x;
+template <typename IO = float>
+__device__ QkvHead<IO> qkv_head(IO* q, IO* k, IO* v, bool v_from_k, const void* wq, const void* wk, int nq, int nkv,
+                                int hd, int64_t t, int h, const int64_t* append, bool append_bf16) {
+  QkvHead<IO> x;
   if (h < nq) x.r = q + (t * nq + h) * hd, x.w = wq;
   else if (h < nq + nkv) x.r = k + (t * nkv + h - nq) * hd, x.w = wk;
   else x.r = v + (t * nkv + h - nq - nkv) * hd;
@@ -219,7 +221,7 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
   pdl_trigger();
   const int per_row = nq + nkv + (v_from_k ? 0 : nkv);
   const int64_t t = blockIdx.x / per_row;
-  const QkvHead x = qkv_head(q, k, v, v_from_k, wq, wk, nq, nkv, hd, t, int(blockIdx.x % per_row), append, append_bf16);
+  const QkvHead<> x = qkv_head(q, k, v, v_from_k, wq, wk, nq, nkv, hd, t, int(blockIdx.x % per_row), append, append_bf16);
   const float inv = load_head_rms(x.r, raw, hd, eps);
   if (!x.w) {  // a v head: weightless norm, no rotation
     for (int i = threadIdx.x; i < hd; i += blockDim.x) x.r[i] = raw[i] * inv, x.cv.put(i, x.r[i]);
@@ -230,12 +232,21 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
   write_norm_rope(x.r, raw, inv, x.w, wdt, hd, float(pos[t]), inv_freq, x.ck);
 }
 
+__device__ __forceinline__ float to_f(float a) { return a; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 a) { return __bfloat162float(a); }
+template <typename T>
+__device__ __forceinline__ T from_f(float a) {
+  if constexpr (sizeof(T) == 2) return __float2bfloat16_rn(a);
+  else return a;
+}
+
 // head_dim = 64 P (the 12B's 256 and 512): one warp per head, lane l holding the rotation pairs
 // (j, j + hd/2) for j = l, l + 32, ...; warp reductions only. A 4096-token prefill has 131K heads per layer,
-// which the block-per-head kernel ran at about a third of the memory bandwidth.
-template <int P>
+// which the block-per-head kernel ran at about a third of the memory bandwidth. IO: the q/k/v element type
+// (float, or bf16 for a prefill's bf16 activations; fp32 arithmetic either way).
+template <int P, typename IO>
 __global__ void __launch_bounds__(256)
-    qkv_norm_rope_warp_kernel(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk, int wdt,
+    qkv_norm_rope_warp_kernel(IO* q, IO* k, IO* v, bool v_from_k, const void* wq, const void* wk, int wdt,
                               int nq, int nkv, float eps, const int64_t* pos, const float* inv_freq,
                               const int64_t* append, bool append_bf16, int64_t heads) {
   constexpr int hd = 64 * P, half = 32 * P;
@@ -246,22 +257,23 @@ __global__ void __launch_bounds__(256)
   if (wi >= heads) return;
   const int per_row = nq + nkv + (v_from_k ? 0 : nkv);
   const int64_t t = wi / per_row;
-  const QkvHead x = qkv_head(q, k, v, v_from_k, wq, wk, nq, nkv, hd, t, int(wi % per_row), append, append_bf16);
+  const QkvHead<IO> x = qkv_head(q, k, v, v_from_k, wq, wk, nq, nkv, hd, t, int(wi % per_row), append, append_bf16);
   float lo[P], hi[P], ss = 0.f;
 #pragma unroll
   for (int i = 0; i < P; ++i) {
     const int j = lane + 32 * i;
-    lo[i] = x.r[j], hi[i] = x.r[j + half];
+    lo[i] = to_f(x.r[j]), hi[i] = to_f(x.r[j + half]);
     ss += lo[i] * lo[i] + hi[i] * hi[i];
   }
   const float inv = 1.0f / sqrtf(warp_sum(ss) / float(hd) + eps);
   if (!x.w || x.vr) {  // a v head, or the v of a K = V layer: weightless norm, no rotation
-    float* out = x.w ? x.vr : x.r;
+    IO* out = x.w ? x.vr : x.r;
 #pragma unroll
     for (int i = 0; i < P; ++i) {
       const int j = lane + 32 * i;
-      out[j] = lo[i] * inv, out[j + half] = hi[i] * inv;
-      x.cv.put(j, out[j]), x.cv.put(j + half, out[j + half]);
+      const float a = lo[i] * inv, b = hi[i] * inv;
+      out[j] = from_f<IO>(a), out[j + half] = from_f<IO>(b);
+      x.cv.put(j, a), x.cv.put(j + half, b);
     }
     if (!x.w) return;
   }
@@ -273,7 +285,7 @@ __global__ void __launch_bounds__(256)
     const float ang = p * inv_freq[j];
     const float c = cosf(ang), sn = sinf(ang);
     const float rlo = a * c - b * sn, rhi = b * c + a * sn;
-    x.r[j] = rlo, x.r[j + half] = rhi;
+    x.r[j] = from_f<IO>(rlo), x.r[j + half] = from_f<IO>(rhi);
     x.ck.put(j, rlo), x.ck.put(j + half, rhi);
   }
 }
@@ -364,8 +376,12 @@ int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int h
   return int(cudaGetLastError());
 }
 
-int qkv_norm_rope(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk, int wdt, int64_t T,
-                  int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq,
+bool qkv_norm_rope_bf16_supported(int64_t T, int head_dim, bool append) {
+  return T >= 16 && (head_dim == 256 || head_dim == 512) && !append;
+}
+
+int qkv_norm_rope(void* q, void* k, void* v, bool io_bf16, bool v_from_k, const void* wq, const void* wk, int wdt,
+                  int64_t T, int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq,
                   const int64_t* append, bool append_bf16, cudaStream_t s) {
   if (head_dim > kMaxHead || head_dim <= 0) return int(cudaErrorInvalidValue);
   const int64_t heads = T * (nq + nkv + (v_from_k ? 0 : nkv));
@@ -374,15 +390,32 @@ int qkv_norm_rope(float* q, float* k, float* v, bool v_from_k, const void* wq, c
   // the decode figures of the README).
   const unsigned warp_blocks = unsigned((heads + 7) / 8);
   const bool many = T >= 16;
+  if (io_bf16) {
+    if (!qkv_norm_rope_bf16_supported(T, head_dim, append)) return int(cudaErrorInvalidValue);
+    using B = __nv_bfloat16;
+    auto* qb = static_cast<B*>(q);
+    auto* kb = static_cast<B*>(k);
+    auto* vb = static_cast<B*>(v);
+    if (head_dim == 256)
+      launch_pdl(qkv_norm_rope_warp_kernel<4, B>, dim3(warp_blocks), dim3(256), 0, s, qb, kb, vb, v_from_k, wq, wk,
+                 wdt, nq, nkv, eps, pos, inv_freq, append, append_bf16, heads);
+    else
+      launch_pdl(qkv_norm_rope_warp_kernel<8, B>, dim3(warp_blocks), dim3(256), 0, s, qb, kb, vb, v_from_k, wq, wk,
+                 wdt, nq, nkv, eps, pos, inv_freq, append, append_bf16, heads);
+    return int(cudaGetLastError());
+  }
+  auto* qf = static_cast<float*>(q);
+  auto* kf = static_cast<float*>(k);
+  auto* vf = static_cast<float*>(v);
   if (many && head_dim == 256)
-    launch_pdl(qkv_norm_rope_warp_kernel<4>, dim3(warp_blocks), dim3(256), 0, s, q, k, v, v_from_k, wq, wk, wdt, nq,
-               nkv, eps, pos, inv_freq, append, append_bf16, heads);
+    launch_pdl(qkv_norm_rope_warp_kernel<4, float>, dim3(warp_blocks), dim3(256), 0, s, qf, kf, vf, v_from_k, wq, wk,
+               wdt, nq, nkv, eps, pos, inv_freq, append, append_bf16, heads);
   else if (many && head_dim == 512)
-    launch_pdl(qkv_norm_rope_warp_kernel<8>, dim3(warp_blocks), dim3(256), 0, s, q, k, v, v_from_k, wq, wk, wdt, nq,
-               nkv, eps, pos, inv_freq, append, append_bf16, heads);
+    launch_pdl(qkv_norm_rope_warp_kernel<8, float>, dim3(warp_blocks), dim3(256), 0, s, qf, kf, vf, v_from_k, wq, wk,
+               wdt, nq, nkv, eps, pos, inv_freq, append, append_bf16, heads);
   else
-    launch_pdl(qkv_norm_rope_kernel, dim3(unsigned(heads)), dim3(128), 0, s, q, k, v, v_from_k, wq, wk, wdt, nq, nkv,
-               head_dim, eps, pos, inv_freq, append, append_bf16);
+    launch_pdl(qkv_norm_rope_kernel, dim3(unsigned(heads)), dim3(128), 0, s, qf, kf, vf, v_from_k, wq, wk, wdt, nq,
+               nkv, head_dim, eps, pos, inv_freq, append, append_bf16);
   return int(cudaGetLastError());
 }
 

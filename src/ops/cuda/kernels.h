@@ -61,8 +61,10 @@ int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int h
 // per-head rmsnorm (weights wq, wk) and RoPE; v [T, nkv*hd] the weightless per-head rmsnorm, of itself or
 // (v_from_k) of k's projection. append (or null): [T, 3] on the device = (cache_k, cache_v, row) per row t; the
 // finished k and v rows also go to row `row` of those [rows, nkv*hd] caches (bf16 if append_bf16, else fp32).
-int qkv_norm_rope(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk, int wdt, int64_t T,
-                  int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq,
+// q/k/v are F32, or BF16 (io_bf16) where qkv_norm_rope_bf16_supported (else cudaErrorInvalidValue).
+bool qkv_norm_rope_bf16_supported(int64_t T, int head_dim, bool append);
+int qkv_norm_rope(void* q, void* k, void* v, bool io_bf16, bool v_from_k, const void* wq, const void* wk, int wdt,
+                  int64_t T, int nq, int nkv, int head_dim, float eps, const int64_t* pos, const float* inv_freq,
                   const int64_t* append, bool append_bf16, cudaStream_t s);
 bool gemv_gelu_supported(int64_t M, int64_t K, const void* x, const void* wg, const void* wu, int wdt);
 int gemv_gelu_mul(const float* x, int64_t M, int64_t K, const void* wg, const void* wu, int wdt, int64_t N, float* y,
@@ -98,9 +100,9 @@ int attention_decode(const float* q, const DecodeSeq* seqs, const int32_t* row_s
 // optional bidirectional block ids); keys_consecutive (k_pos[j] = k_pos[0] + j) lets each block of 64 query
 // rows skip the key tiles outside its causal/window range. A row that sees no key gets zeros.
 struct FlashAttention {
-  const float* q;     // [T, Hq * head_dim]
+  const void* q;      // [T, Hq * head_dim]: F32, or BF16 when io_bf16
   const void *k, *v;  // [S, Hkv * head_dim]: BF16 when kv_bf16, else F32 (rounded to bf16 on load)
-  float* o;           // [T, Hq * head_dim]
+  void* o;            // [T, Hq * head_dim]: like q
   int64_t T, S;
   int n_q_heads, n_kv_heads, head_dim;
   float scale;
@@ -109,6 +111,7 @@ struct FlashAttention {
   const int32_t *q_block, *k_block;  // optional (both or neither)
   bool keys_consecutive;
   bool kv_bf16;
+  bool io_bf16 = false;  // q and o in bf16 (a prefill's activations, Ops::qkv_dtype); needs kv_bf16
 };
 bool flash_attention_supported(int n_q_heads, int n_kv_heads, int head_dim);
 int flash_attention(const FlashAttention& a, cudaStream_t s);
