@@ -7,7 +7,8 @@
 // config and prints the comparison table.
 // Usage: bench_cuda [--arch 12b] [--precision bf16|f32] [--prefill 512,4096] [--contexts 512,4096,32768]
 //                   [--decode N] [--chunk 4096] [--batches 8,32] [--json FILE]
-//        bench_cuda --micro          per-op timings of the 12B decode shapes (GEMV GB/s, attention, norms)
+//        bench_cuda --micro          per-op timings of the 12B decode shapes (GEMV GB/s, attention, norms) and
+//                                    of its prefill GEMMs at 4096 rows (TFLOP/s)
 //        bench_cuda --shrink 16      the 12B op sequence with tiny widths: the host-bound ceiling of decode
 //        bench_cuda --load-test DIR  write a random 12B checkpoint to DIR (once; use a tmpfs), time Model::load
 // GEMMA4_CUDA_PROFILE=1 adds a per-op GPU/host time table (src/ops/cuda/op_profiler.h).

@@ -1,6 +1,8 @@
 // Per-op GPU time of the CUDA backend, for finding where a forward spends its time (no nsys needed):
 // GEMMA4_CUDA_PROFILE=1 brackets every op with CUDA events, groups them by a label (op + shape class) and
-// prints the table (GPU ms, calls, share) when the backend is destroyed. Off: one branch per op.
+// prints the table (GPU ms, calls, share, host us per call, GPU idle before the op) when the backend is destroyed.
+// An op's GPU time includes any wait for the host inside it, and the events add host work of their own, so
+// host-heavy ops read high here: check them with bench_cuda --micro. Off: one branch per op.
 #pragma once
 #include <cuda_runtime.h>
 
