@@ -23,12 +23,12 @@ std::vector<Ops::TokenChoice> token_choices(const std::vector<Sampler*>& sampler
   return rows;
 }
 
-// The next token of each row of `logits` ([B, V] on the model's device): chosen on the device when the backend
-// can (a GPU: no [B, V] copy to the host), else by the samplers on the host. Each sampler draws its uniform
-// here either way, so both paths follow the same random stream.
-std::vector<int64_t> next_tokens(Model& model, Tensor& logits, const std::vector<Sampler*>& samplers) {
+// The next token of each row of `logits` ([B, V] on the model's device) by `rows` (the samplers' parameters and
+// this step's draws, token_choices): chosen on the device when the backend can (a GPU: no [B, V] copy to the
+// host), else by the samplers on the host, with the same draws either way.
+std::vector<int64_t> next_tokens(Model& model, Tensor& logits, const std::vector<Sampler*>& samplers,
+                                 const std::vector<Ops::TokenChoice>& rows) {
   const int64_t V = model.config().text.vocab_size;
-  const std::vector<Ops::TokenChoice> rows = token_choices(samplers);
   std::vector<int64_t> ids;
   const std::vector<int64_t>& suppress = samplers.front()->params().suppress_tokens;
   bool same_suppress = true;
@@ -76,7 +76,7 @@ std::vector<int64_t> generate(Model& model, const std::vector<int64_t>& prompt, 
     return out;
   }
   for (int step = 0; step < opt.max_new_tokens; ++step) {
-    const int64_t id = next_tokens(model, logits, {&sampler})[0];
+    const int64_t id = next_tokens(model, logits, {&sampler}, token_choices({&sampler}))[0];
     out.push_back(id);
     if (on_token) on_token(id);
     if (is_eos(id) || step + 1 == opt.max_new_tokens) break;
@@ -113,7 +113,7 @@ std::vector<std::vector<int64_t>> generate_batch(Model& model, const std::vector
       l.cache.reserve(int64_t(prompts[i].size()) + opt.max_new_tokens);
       Tensor logits =
           model.forward(prompts[i], l.cache, nullptr, /*all_logits=*/false, nullptr, /*logits_on_device=*/true);
-      l.next = next_tokens(model, logits, {&l.sampler})[0];
+      l.next = next_tokens(model, logits, {&l.sampler}, token_choices({&l.sampler}))[0];
       out[i].push_back(l.next);
       if (is_eos(l.next) || opt.max_new_tokens == 1) continue;
       live.push_back(std::move(l));
@@ -160,13 +160,15 @@ std::vector<std::vector<int64_t>> generate_batch(Model& model, const std::vector
       logits = model.forward_batch(step, caches_of_live(), nullptr, false, nullptr, /*logits_on_device=*/true);
     }
     have_logits = false;
-    if (!pipelined) {
-      take(next_tokens(model, logits, samplers_of_live()));
+    // Each live sampler draws once a step, whichever way its token is chosen (more rows than the backend's
+    // pending buffer: synchronously).
+    const std::vector<Sampler*> samplers = samplers_of_live();
+    const std::vector<Ops::TokenChoice> choice = token_choices(samplers);
+    if (!pipelined || !model.ops().choose_tokens_pending(logits, choice, opt.sampling.suppress_tokens)) {
+      take(next_tokens(model, logits, samplers, choice));
       admit();
       continue;
     }
-    G4_CHECK(model.ops().choose_tokens_pending(logits, token_choices(samplers_of_live()), opt.sampling.suppress_tokens),
-             "generate: the backend could not choose the tokens on the device");
     bool more = false;  // does any row go on after this token, by length?
     for (Live& l : live) more = more || int(out[l.index].size()) + 1 < opt.max_new_tokens;
     Tensor next;
@@ -188,7 +190,8 @@ std::vector<std::vector<int64_t>> generate_batch(Model& model, const std::vector
     }
     have_logits = true;
     if (queued < prompts.size() && live.size() < size_t(max_batch)) {
-      take(next_tokens(model, logits, samplers_of_live()));  // the survivors' tokens on the host, then admit
+      const std::vector<Sampler*> s = samplers_of_live();  // the survivors' tokens on the host, then admit
+      take(next_tokens(model, logits, s, token_choices(s)));
       have_logits = false;
       admit();
     }

@@ -1039,6 +1039,12 @@ TEST(CudaModel, BatchedGenerationEqualsOneAtATime) {
     early += int(stopped[i].size()) < e.max_new_tokens;
   }
   EXPECT_GE(early, 3);
+  // More rows than the backend's pending-token buffer (1024): those steps run synchronously.
+  std::vector<std::vector<int64_t>> many;
+  for (int i = 0; i < 1030; ++i) many.push_back({int64_t(i % 97), int64_t((i * 7) % 89)});
+  GenerateOptions three = o;
+  three.max_new_tokens = 3;
+  EXPECT_EQ(generate_batch(gm, many, three, 1030), generate_batch(cm, many, three, 1030));
 }
 
 // Decode steps recorded as CUDA graphs (ops/cuda/step_graph.h) against the same steps run eagerly: 600
