@@ -67,7 +67,10 @@ void attention_chunked(const ChunkedAttention& a, const Scratch& scratch) {
   const double budget = double(a.scratch_budget_bytes);
   // Sliding layers: chunks of a quarter window, so most of each chunk's key range (C + window - 1) is inside
   // the window of every query (80% for C = window/4, 50% for C = window).
-  int64_t C = std::min<int64_t>(T, a.window > 0 ? std::clamp<int64_t>(a.window / 4, 64, 1024) : 1024);
+  // Full layers: chunks of 512 queries. Each chunk computes its whole causal rectangle, so smaller chunks waste
+  // less on masked keys; 12B prefill 4096 on an H200 (one call, two runs each): 23,834 / 23,885 tok/s with 512,
+  // 23,746 / 23,763 with 1024, 23,822 with 256, 23,666 with 2048. The scores also take half the scratch.
+  int64_t C = std::min<int64_t>(T, a.window > 0 ? std::clamp<int64_t>(a.window / 4, 64, 1024) : 512);
   while (C > 16 && double(Hq) * C * keys_for(C) * (4 + eb) > budget) C = (C + 1) / 2;
   std::shared_ptr<void> sc = scratch(size_t(Hq) * C * keys_for(C) * 4);
   std::shared_ptr<void> pr = scratch(size_t(Hq) * C * keys_for(C) * eb);
