@@ -43,6 +43,18 @@ void CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v, int n
     return;
   }
   const bool step = steps_->active();
+  // BF16 q / o (Ops::qkv_dtype) are read and written as they are by the tensor-core prefill paths below with a
+  // bf16 cache; any other path runs on F32 copies.
+  auto on_f32_copies = [&] {
+    Tensor qf = widened(q), of = alloc(DType::F32, o.shape);
+    attention(qf, k, v, n_q_heads, n_kv_heads, head_dim, scale, mask, of);
+    copy(of, o);
+  };
+  if (io_bf16 && T < kChunkedMinQueries) return on_f32_copies();
+  // Decode (few queries, no bidirectional blocks): K and V read once per KV head (attention_decode).
+  const AttnSegment one{0, T, &k, &v, mask};
+  if (T < kChunkedMinQueries && !mask.q_block && decode_attention(q, {one}, n_q_heads, n_kv_heads, head_dim, scale, o))
+    return;
 #ifdef GEMMA4_HAS_CUBLAS
   // Which prefill path (below): the fused tensor-core kernel (flash_attention.cu) for head_dim 256, and for
   // 512 when the chunked cuBLAS path cannot take it (bidirectional blocks, keys out of order). At 512 the
@@ -56,18 +68,7 @@ void CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v, int n
 #else
   const bool flash = false, chunked_tc = false;
 #endif
-  // BF16 q / o (Ops::qkv_dtype) are read and written as they are by those two with a bf16 cache; any other
-  // path runs on F32 copies.
-  if (io_bf16 && !((flash || chunked_tc) && kv_bf16)) {
-    Tensor qf = widened(q), of = alloc(DType::F32, o.shape);
-    attention(qf, k, v, n_q_heads, n_kv_heads, head_dim, scale, mask, of);
-    copy(of, o);
-    return;
-  }
-  // Decode (few queries, no bidirectional blocks): K and V read once per KV head (attention_decode).
-  const AttnSegment one{0, T, &k, &v, mask};
-  if (T < kChunkedMinQueries && !mask.q_block && decode_attention(q, {one}, n_q_heads, n_kv_heads, head_dim, scale, o))
-    return;
+  if (io_bf16 && !((flash || chunked_tc) && kv_bf16)) return on_f32_copies();
   G4_CHECK(!step, "attention: only decode attention (few queries, no bidirectional blocks) can be recorded");
   Tensor qp = upload(mask.q_pos, T), kp = upload(mask.k_pos, S);
   // The paths below read F32 keys/values, except the tensor-core prefill, which reads a bf16 cache as is.
