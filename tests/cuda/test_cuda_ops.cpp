@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <numeric>
@@ -350,6 +351,55 @@ TEST(CudaOps, Attention) {
   gpu_bf16().attention(gpu().to_device(randn({16, 2 * 256})), gpu().to_device(randn({32, 256}).to(DType::BF16)),
                        gpu().to_device(randn({32, 256}).to(DType::BF16)), 2, 1, 256, 1.f, mf, of);
   compare("flash attention no visible key -> 0", of, Tensor::zeros(DType::F32, {16, 2 * 256}), 0.f);
+}
+
+// The wgmma prefill kernel (flash_wgmma.cu: bf16 q / o, head_dim 256, two query heads per KV head,
+// consecutive keys) against flash_attention.cu's mma.sync kernel on the same bf16 inputs
+// (GEMMA4_CUDA_WGMMA=0 selects the latter), at shapes with many query and key tiles: the 12B's sliding layers
+// (16 / 8 heads, window 1024), a prefill after cached keys without a window, a one-key window; and against
+// the CPU where that is cheap.
+TEST(CudaOps, FlashWgmmaMatchesMmaSync) {
+  REQUIRE_GPU();
+  struct Case {
+    const char* name;
+    int64_t T, S;
+    int hq, hkv, window;
+    bool cpu_ref;
+  };
+  const std::vector<Case> cases = {
+      {"12B sliding shape, 1100 queries, window 1024", 1100, 1100, 16, 8, 1024, false},
+      {"600 queries after 300 cached keys, causal", 600, 900, 4, 2, 0, true},
+      {"130 queries, window 1", 130, 130, 4, 2, 1, true},
+      {"77 queries (partial row tile), window 40", 77, 77, 4, 2, 40, true},
+  };
+  for (const Case& c : cases) {
+    std::vector<int64_t> qpos(c.T), kpos(c.S);
+    std::iota(kpos.begin(), kpos.end(), int64_t(0));
+    std::iota(qpos.begin(), qpos.end(), c.S - c.T);
+    AttnMask m;
+    m.q_pos = qpos.data();
+    m.k_pos = kpos.data();
+    m.window = c.window;
+    const int hd = 256;
+    Tensor q = randn({c.T, int64_t(c.hq) * hd}, 0.5f).to(DType::BF16);
+    Tensor k = randn({c.S, int64_t(c.hkv) * hd}, 0.5f).to(DType::BF16), v = randn({c.S, int64_t(c.hkv) * hd}).to(DType::BF16);
+    Tensor qd = gpu().to_device(q), kd = gpu().to_device(k), vd = gpu().to_device(v);
+    auto run = [&](bool wgmma) {
+      if (!wgmma) setenv("GEMMA4_CUDA_WGMMA", "0", 1);
+      Tensor o = gpu_bf16().alloc(DType::BF16, q.shape);
+      gpu_bf16().attention(qd, kd, vd, c.hq, c.hkv, hd, 1.0f, m, o);
+      unsetenv("GEMMA4_CUDA_WGMMA");
+      return gpu().to_host(o).to_f32();
+    };
+    const Tensor mma = run(false), wg = run(true);
+    // Both round P and the output to bf16; they differ in the order of fp32 accumulation.
+    compare(std::string("flash wgmma vs mma.sync: ") + c.name, gpu().to_device(wg), mma, 1e-2f);
+    if (c.cpu_ref) {
+      Tensor want = Tensor::empty(DType::F32, q.shape);
+      cpu().attention(q.to_f32(), k.to_f32(), v.to_f32(), c.hq, c.hkv, hd, 1.0f, m, want);
+      compare(std::string("flash wgmma vs cpu: ") + c.name, gpu().to_device(wg), want, 3e-2f);
+    }
+  }
 }
 
 // Several sequences' decode attention in one call (a batched decode step): rings and contiguous caches of

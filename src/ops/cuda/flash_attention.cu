@@ -295,6 +295,7 @@ bool flash_attention_supported(int n_q_heads, int n_kv_heads, int head_dim) {
 int flash_attention(const FlashAttention& a, cudaStream_t s) {
   if (!flash_attention_supported(a.n_q_heads, a.n_kv_heads, a.head_dim)) return int(cudaErrorInvalidValue);
   if (a.T <= 0) return 0;
+  if (flash_wgmma_applies(a)) return flash_attention_wgmma(a, s);
   const bool pair = (a.n_q_heads / a.n_kv_heads) % 2 == 0;
   if (a.io_bf16) {  // bf16 q / o: a prefill in bf16 precision, whose cache is bf16
     if (!a.kv_bf16) return int(cudaErrorInvalidValue);

@@ -1,0 +1,238 @@
+// Prefill attention on Hopper's warpgroup MMA (wgmma, sm_90a) for the 12B's sliding layers: head_dim 256,
+// bf16 q / k / v / o, an even number of query heads per KV head, keys at consecutive positions, causal with
+// an optional sliding window (no bidirectional blocks). Everything else takes flash_attention.cu.
+//
+// Block = 2 warpgroups = the same 64 query rows of the two query heads of a KV head (one head per warpgroup),
+// sharing every K / V tile. Per tile of 64 keys, each warpgroup:
+//   S [64 x 64] = Q K^T: 16 wgmma m64n64k16, Q and K from shared memory (K-major descriptors), fp32;
+//   scale, mask by position, online softmax in fp32 (running max m and sum l per row, as flash_attention.cu;
+//   the accumulator layout puts a row's 64 keys in the 4 lanes of a quad);
+//   O [64 x 256] += P V: 4 wgmma m64n256k16, P (bf16) straight from the S registers as the A operand, V from
+//   shared memory read transposed (MN-major descriptor); O stays in registers (128 fp32 a thread).
+// K and V tiles go through two shared-memory stages by cp.async (tile t + 1 loads while tile t is used).
+// Shared tiles use the 128-byte swizzle layout of wgmma_util.cuh.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "ops/cuda/kernels.h"
+#include "ops/cuda/mma_util.cuh"
+#include "ops/cuda/wgmma_util.cuh"
+
+namespace gemma4::cuda {
+namespace {
+
+#if GEMMA4_WGMMA
+constexpr int kRows = 64;                  // query rows per block (per warpgroup: one head)
+constexpr int kKeys = 64;                  // keys per tile
+constexpr int kHD = 256;                   // head_dim
+constexpr int kChunks = kHD / 8;           // 16-byte chunks per row
+constexpr int kTile = kKeys * kHD * 2;     // bytes of one K or V tile (= one head's Q tile)
+constexpr int kThreads = 256;
+constexpr size_t kSmem = 6 * size_t(kTile) + 1024;  // Q of 2 heads, 2 stages of K and V; 1024-byte alignment
+
+using bf16 = __nv_bfloat16;
+
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_wgmma_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                       bf16* __restrict__ o, int64_t T, int64_t S, int Hq, int Hkv, float scale,
+                       const int64_t* __restrict__ q_pos, const int64_t* __restrict__ k_pos, int window) {
+  extern __shared__ char smem_raw[];
+  char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  char* sq = smem;             // [2 heads] tiles of [64 rows][256]
+  char* sk = sq + 2 * kTile;   // [2 stages]
+  char* sv = sk + 2 * kTile;   // [2 stages]
+  __shared__ unsigned long long s_qmin, s_qmax;
+
+  const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t4 = lane & 3;
+  const int64_t i0 = int64_t(blockIdx.x) * kRows;
+  const int h0 = blockIdx.y * 2, h = h0 + wg, kh = h0 / (Hq / Hkv);
+  const int64_t ldq = int64_t(Hq) * kHD, ldkv = int64_t(Hkv) * kHD;
+
+  if (threadIdx.x == 0) s_qmin = ~0ull, s_qmax = 0;
+  for (int i = threadIdx.x; i < 2 * kRows * kChunks; i += kThreads) {
+    const int hh = i / (kRows * kChunks), r = (i / kChunks) % kRows, c = i % kChunks;
+    const bool valid = i0 + r < T;
+    cp_async16(smem_addr(sq + hh * kTile + wg_off(r, c, kRows)),
+               q + (valid ? i0 + r : 0) * ldq + int64_t(h0 + hh) * kHD + c * 8, valid);
+  }
+  cp_async_commit();
+  __syncthreads();
+  if (threadIdx.x < kRows && i0 + threadIdx.x < T) {
+    const unsigned long long p = (unsigned long long)q_pos[i0 + threadIdx.x];
+    atomicMin(&s_qmin, p);
+    atomicMax(&s_qmax, p);
+  }
+  __syncthreads();
+  // The keys any row may see: positions k_pos0 + j, bounded by causality and the window.
+  const int64_t kp0 = S > 0 ? k_pos[0] : 0, qmin = int64_t(s_qmin), qmax = int64_t(s_qmax);
+  const int64_t j_lo = window > 0 ? max(int64_t(0), qmin - window + 1 - kp0) : 0;
+  const int64_t j_hi = min(S, qmax - kp0 + 1);
+  // This thread's two rows (g and g + 8 of its warp's 16).
+  const int64_t row0 = i0 + warp * 16 + g, row1 = row0 + 8;
+  const int64_t qp0 = row0 < T ? q_pos[row0] : INT64_MIN / 2, qp1 = row1 < T ? q_pos[row1] : INT64_MIN / 2;
+
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  const float sl2 = scale * 1.4426950408889634f;  // scores in log2 units: exp2(s - m)
+
+  auto load = [&](int64_t j0, int st) {
+    for (int i = threadIdx.x; i < 2 * kKeys * kChunks; i += kThreads) {
+      const int which = i / (kKeys * kChunks), r = (i / kChunks) % kKeys, c = i % kChunks;
+      const int64_t j = j0 + r;
+      const bool valid = j < S;
+      const bf16* src = (which ? v : k) + (valid ? j : 0) * ldkv + int64_t(kh) * kHD + c * 8;
+      cp_async16(smem_addr((which ? sv : sk) + st * kTile + wg_off(r, c, kKeys)), src, valid);
+    }
+    cp_async_commit();
+  };
+  const uint32_t qa = smem_addr(sq + wg * kTile);
+  if (j_lo < j_hi) load(j_lo, 0);
+  int st = 0;
+  for (int64_t j0 = j_lo; j0 < j_hi; j0 += kKeys, st ^= 1) {
+    if (j0 + kKeys < j_hi) load(j0 + kKeys, st ^ 1);
+    else cp_async_commit();  // an empty group keeps the wait counts uniform
+    cp_async_wait<1>();      // this tile's group (and Q) have landed
+    fence_proxy_async();
+    __syncthreads();
+    const uint32_t ka = smem_addr(sk + st * kTile), va = smem_addr(sv + st * kTile);
+    // S = Q K^T over 16 k-steps of 16 dims: step kk is 32 bytes into the rows of 64-dim block kk / 4.
+    float s[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) s[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < kHD / 16; ++kk) {
+      const uint32_t off = (kk >> 2) * (kRows * 128) + (kk & 3) * 32;
+      wgmma_m64n64k16_ss(s, wg_desc(qa + off, 16, 1024), wg_desc(ka + off, 16, 1024), kk > 0);
+    }
+    wg_commit();
+    wg_wait<0>();
+    wg_pin<32>(s);
+    // Mask and online softmax. s[4 n + e] = (row g, key 8 n + 2 t4 + e), s[4 n + 2 + e] = (row g + 8, same key).
+    const bool whole = j0 + kKeys <= S && kp0 + j0 + kKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& a = s[4 * n + e];
+        float& b = s[4 * n + 2 + e];
+        if (whole) {
+          a *= sl2, b *= sl2;
+        } else {
+          const int64_t j = j0 + 8 * n + 2 * t4 + e, kp = kp0 + j;
+          const bool in = j < S;
+          a = in && kp <= qp0 && (window <= 0 || kp > qp0 - window) ? a * sl2 : -INFINITY;
+          b = in && kp <= qp1 && (window <= 0 || kp > qp1 - window) ? b * sl2 : -INFINITY;
+        }
+        mx0 = fmaxf(mx0, a);
+        mx1 = fmaxf(mx1, b);
+      }
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+    }
+    const float nm0 = fmaxf(m0, mx0), nm1 = fmaxf(m1, mx1);
+    // A row with no visible key so far keeps m = -inf: its reference point is 0 (all p = 0, nothing scaled).
+    const float b0 = nm0 == -INFINITY ? 0.f : nm0, b1 = nm1 == -INFINITY ? 0.f : nm1;
+    const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
+    m0 = nm0, m1 = nm1;
+    l0 *= c0, l1 *= c1;
+    if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) {
+#pragma unroll
+      for (int n = 0; n < 32; ++n) acc[4 * n] *= c0, acc[4 * n + 1] *= c0, acc[4 * n + 2] *= c1, acc[4 * n + 3] *= c1;
+    }
+    // P as the A operand of 4 k-steps of 16 keys (the mma.sync A layout: rows g / g + 8, keys 2 t4 and + 8).
+    uint32_t pa[16];
+#pragma unroll
+    for (int n = 0; n < 8; ++n) {
+      const float p0 = exp2f(s[4 * n] - b0), p1 = exp2f(s[4 * n + 1] - b0), p2 = exp2f(s[4 * n + 2] - b1),
+                  p3 = exp2f(s[4 * n + 3] - b1);
+      l0 += p0 + p1, l1 += p2 + p3;
+      pa[4 * (n >> 1) + 2 * (n & 1)] = pack_bf16(p0, p1);
+      pa[4 * (n >> 1) + 2 * (n & 1) + 1] = pack_bf16(p2, p3);
+    }
+    // O += P V: k-step ks covers keys 16 ks .. 16 ks + 15 = two 8-key groups (2 x 1024 bytes) of every block.
+    wg_fence();
+#pragma unroll
+    for (int ks = 0; ks < kKeys / 16; ++ks)
+      wgmma_m64n256k16_rs(acc, pa + 4 * ks, wg_desc(va + ks * 2048, kKeys * 128, 1024));
+    wg_commit();
+    wg_wait<0>();
+    wg_pin<128>(acc);
+    wg_pin<16>(pa);
+    __syncthreads();  // both warpgroups are done with this stage before it is refilled
+  }
+  cp_async_wait<0>();
+#pragma unroll
+  for (int off = 1; off <= 2; off <<= 1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, off);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, off);
+  }
+  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  const int64_t ocol = int64_t(h) * kHD + 2 * t4;
+#pragma unroll
+  for (int n = 0; n < 32; ++n) {
+    if (row0 < T)
+      *reinterpret_cast<uint32_t*>(o + row0 * ldq + ocol + n * 8) = pack_bf16(acc[4 * n] * inv0, acc[4 * n + 1] * inv0);
+    if (row1 < T)
+      *reinterpret_cast<uint32_t*>(o + row1 * ldq + ocol + n * 8) =
+          pack_bf16(acc[4 * n + 2] * inv1, acc[4 * n + 3] * inv1);
+  }
+}
+#endif  // GEMMA4_WGMMA
+
+// GEMMA4_CUDA_WGMMA=0: never (comparisons against flash_attention.cu's kernel; read at every call, so a test
+// can run both kernels in one process).
+bool wgmma_enabled() {
+  static const bool sm90 = [] {
+    int dev = 0, major = 0, minor = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    return major == 9 && minor == 0;  // sm_90a code runs on sm_90 only
+  }();
+  const char* e = std::getenv("GEMMA4_CUDA_WGMMA");
+  return sm90 && !(e && std::string_view(e) == "0");
+}
+
+}  // namespace
+
+bool flash_wgmma_applies(const FlashAttention& a) {
+#if GEMMA4_WGMMA
+  return wgmma_enabled() && a.io_bf16 && a.kv_bf16 && a.head_dim == 256 && a.n_kv_heads > 0 &&
+         a.n_q_heads % a.n_kv_heads == 0 && (a.n_q_heads / a.n_kv_heads) % 2 == 0 && a.keys_consecutive &&
+         !a.q_block;
+#else
+  (void)a;
+  return false;
+#endif
+}
+
+int flash_attention_wgmma(const FlashAttention& a, cudaStream_t s) {
+#if GEMMA4_WGMMA
+  if (!flash_wgmma_applies(a)) return int(cudaErrorInvalidValue);
+  if (a.T <= 0) return 0;
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(flash_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem));
+  if (attr != cudaSuccess) return int(attr);
+  const dim3 grid(unsigned((a.T + kRows - 1) / kRows), unsigned(a.n_q_heads / 2));
+  flash_wgmma_kernel<<<grid, kThreads, kSmem, s>>>(
+      static_cast<const bf16*>(a.q), static_cast<const bf16*>(a.k), static_cast<const bf16*>(a.v),
+      static_cast<bf16*>(a.o), a.T, a.S, a.n_q_heads, a.n_kv_heads, a.scale, a.q_pos, a.k_pos, a.window);
+  return int(cudaGetLastError());
+#else
+  (void)a, (void)s;
+  return int(cudaErrorNotSupported);
+#endif
+}
+
+}  // namespace gemma4::cuda
