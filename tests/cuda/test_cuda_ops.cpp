@@ -353,24 +353,27 @@ TEST(CudaOps, Attention) {
   compare("flash attention no visible key -> 0", of, Tensor::zeros(DType::F32, {16, 2 * 256}), 0.f);
 }
 
-// The wgmma prefill kernel (flash_wgmma.cu: bf16 q / o, head_dim 256, two query heads per KV head,
-// consecutive keys) against flash_attention.cu's mma.sync kernel on the same bf16 inputs
-// (GEMMA4_CUDA_WGMMA=0 selects the latter), at shapes with many query and key tiles: the 12B's sliding layers
-// (16 / 8 heads, window 1024), a prefill after cached keys without a window, a one-key window; and against
-// the CPU where that is cheap.
-TEST(CudaOps, FlashWgmmaMatchesMmaSync) {
+// The wgmma prefill kernels (flash_wgmma.cu: bf16 q / o, consecutive keys; head_dim 256 with two query heads
+// per KV head, head_dim 512 with 16) against the paths GEMMA4_CUDA_WGMMA=0 selects on the same bf16 inputs
+// (flash_attention.cu's mma.sync kernel at 256, chunked cuBLAS at 512), at shapes with many query and key
+// tiles: the 12B's sliding layers (16 / 8 heads, window 1024) and full layers (16 / 1, head_dim 512), prefills
+// after cached keys, partial row tiles, tiny windows; and against the CPU where that is cheap.
+TEST(CudaOps, FlashWgmmaMatchesOtherPaths) {
   REQUIRE_GPU();
   struct Case {
     const char* name;
     int64_t T, S;
-    int hq, hkv, window;
+    int hq, hkv, hd, window;
     bool cpu_ref;
   };
   const std::vector<Case> cases = {
-      {"12B sliding shape, 1100 queries, window 1024", 1100, 1100, 16, 8, 1024, false},
-      {"600 queries after 300 cached keys, causal", 600, 900, 4, 2, 0, true},
-      {"130 queries, window 1", 130, 130, 4, 2, 1, true},
-      {"77 queries (partial row tile), window 40", 77, 77, 4, 2, 40, true},
+      {"12B sliding shape, 1100 queries, window 1024", 1100, 1100, 16, 8, 256, 1024, false},
+      {"600 queries after 300 cached keys, causal", 600, 900, 4, 2, 256, 0, true},
+      {"130 queries, window 1", 130, 130, 4, 2, 256, 1, true},
+      {"77 queries (partial row tile), window 40", 77, 77, 4, 2, 256, 40, true},
+      {"12B full shape, hd512 16/1, 1000 queries", 1000, 1000, 16, 1, 512, 0, false},
+      {"hd512 16/1, 130 queries after 70 cached (partial block)", 130, 200, 16, 1, 512, 0, true},
+      {"hd512 32/2, window 50", 90, 90, 32, 2, 512, 50, true},
   };
   for (const Case& c : cases) {
     std::vector<int64_t> qpos(c.T), kpos(c.S);
@@ -380,7 +383,7 @@ TEST(CudaOps, FlashWgmmaMatchesMmaSync) {
     m.q_pos = qpos.data();
     m.k_pos = kpos.data();
     m.window = c.window;
-    const int hd = 256;
+    const int hd = c.hd;
     Tensor q = randn({c.T, int64_t(c.hq) * hd}, 0.5f).to(DType::BF16);
     Tensor k = randn({c.S, int64_t(c.hkv) * hd}, 0.5f).to(DType::BF16), v = randn({c.S, int64_t(c.hkv) * hd}).to(DType::BF16);
     Tensor qd = gpu().to_device(q), kd = gpu().to_device(k), vd = gpu().to_device(v);
@@ -391,9 +394,9 @@ TEST(CudaOps, FlashWgmmaMatchesMmaSync) {
       unsetenv("GEMMA4_CUDA_WGMMA");
       return gpu().to_host(o).to_f32();
     };
-    const Tensor mma = run(false), wg = run(true);
+    const Tensor other = run(false), wg = run(true);
     // Both round P and the output to bf16; they differ in the order of fp32 accumulation.
-    compare(std::string("flash wgmma vs mma.sync: ") + c.name, gpu().to_device(wg), mma, 1e-2f);
+    compare(std::string("flash wgmma vs other path: ") + c.name, gpu().to_device(wg), other, 1e-2f);
     if (c.cpu_ref) {
       Tensor want = Tensor::empty(DType::F32, q.shape);
       cpu().attention(q.to_f32(), k.to_f32(), v.to_f32(), c.hq, c.hkv, hd, 1.0f, m, want);

@@ -62,7 +62,10 @@ void CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v, int n
   // took 2.7 ms a layer against 1.9 ms for the cuBLAS path. GEMMA4_CUDA_FLASH=0: never.
   const bool tc_prefill = precision_ == Precision::BF16 && T >= kChunkedMinQueries;
   const bool consecutive = keys_consecutive(mask.k_pos, S);
-  const bool cublas_takes_it = head_dim == 512 && !mask.q_block && consecutive;
+  // The wgmma kernels (flash_wgmma.cu, sm_90a) take the 12B's shapes at both head dims.
+  const bool wgmma = tc_prefill && flash_ && flash_wgmma_takes(n_q_heads, n_kv_heads, head_dim, io_bf16, kv_bf16,
+                                                              consecutive, mask.q_block != nullptr);
+  const bool cublas_takes_it = head_dim == 512 && !mask.q_block && consecutive && !wgmma;
   const bool flash = tc_prefill && flash_ && !cublas_takes_it && flash_attention_supported(n_q_heads, n_kv_heads, head_dim);
   const bool chunked_tc = tc_prefill && !flash && !mask.q_block && consecutive;
 #else

@@ -1,8 +1,10 @@
-// Prefill attention on Hopper's warpgroup MMA (wgmma, sm_90a) for the 12B's sliding layers: head_dim 256,
-// bf16 q / k / v / o, an even number of query heads per KV head, keys at consecutive positions, causal with
-// an optional sliding window (no bidirectional blocks). Everything else takes flash_attention.cu.
+// Prefill attention on Hopper's warpgroup MMA (wgmma, sm_90a) for the 12B's layers: bf16 q / k / v / o, keys
+// at consecutive positions, causal with an optional sliding window (no bidirectional blocks); head_dim 256
+// with an even number of query heads per KV head (the sliding layers, flash_wgmma_kernel) or head_dim 512
+// with 16 (the full layers, flash_wgmma_mqa_kernel, below). Everything else takes flash_attention.cu or the
+// chunked cuBLAS path.
 //
-// Block = 2 warpgroups = the same 64 query rows of the two query heads of a KV head (one head per warpgroup),
+// head_dim 256: block = 2 warpgroups = the same 64 query rows of the two query heads of a KV head (one head per warpgroup),
 // sharing every K / V tile. Per tile of 64 keys, each warpgroup:
 //   S [64 x 64] = Q K^T: 16 wgmma m64n64k16, Q and K from shared memory (K-major descriptors), fp32;
 //   scale, mask by position, online softmax in fp32 (running max m and sum l per row, as flash_attention.cu;
@@ -35,6 +37,59 @@ constexpr int kThreads = 256;
 constexpr size_t kSmem = 6 * size_t(kTile) + 1024;  // Q of 2 heads, 2 stages of K and V; 1024-byte alignment
 
 using bf16 = __nv_bfloat16;
+
+// One tile's scores -> probabilities, for the thread's two rows (g and g + 8 of its warp's 16): s holds NT
+// n-tiles of 8 keys in the accumulator layout, s[4 n + e] = (row g, key j0 + 8 n + 2 t4 + e) and
+// s[4 n + 2 + e] = (row g + 8, same key), a row's keys spread over the 4 lanes of a quad. Scales to log2
+// units, masks by position unless the tile is whole for every row, updates the running max m and sum l,
+// rescales the 128 output accumulators (same layout, 32 n-tiles) when a max moved, and packs P in bf16 as the
+// A operand of NT / 2 k-steps of 16 keys (pa[4 ks .. 4 ks + 3]: the mma.sync A layout).
+template <int NT>
+__device__ __forceinline__ void softmax_tile(float* s, float* acc, uint32_t* pa, float& m0, float& m1, float& l0,
+                                             float& l1, bool whole, int64_t j0, int64_t S, int64_t kp0, int64_t qp0,
+                                             int64_t qp1, int window, float sl2, int t4) {
+  float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < NT; ++n)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& a = s[4 * n + e];
+      float& b = s[4 * n + 2 + e];
+      if (whole) {
+        a *= sl2, b *= sl2;
+      } else {
+        const int64_t j = j0 + 8 * n + 2 * t4 + e, kp = kp0 + j;
+        const bool in = j < S;
+        a = in && kp <= qp0 && (window <= 0 || kp > qp0 - window) ? a * sl2 : -INFINITY;
+        b = in && kp <= qp1 && (window <= 0 || kp > qp1 - window) ? b * sl2 : -INFINITY;
+      }
+      mx0 = fmaxf(mx0, a);
+      mx1 = fmaxf(mx1, b);
+    }
+#pragma unroll
+  for (int off = 1; off <= 2; off <<= 1) {
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+  }
+  const float nm0 = fmaxf(m0, mx0), nm1 = fmaxf(m1, mx1);
+  // A row with no visible key so far keeps m = -inf: its reference point is 0 (all p = 0, nothing scaled).
+  const float b0 = nm0 == -INFINITY ? 0.f : nm0, b1 = nm1 == -INFINITY ? 0.f : nm1;
+  const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
+  m0 = nm0, m1 = nm1;
+  l0 *= c0, l1 *= c1;
+  if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) {
+#pragma unroll
+    for (int n = 0; n < 32; ++n) acc[4 * n] *= c0, acc[4 * n + 1] *= c0, acc[4 * n + 2] *= c1, acc[4 * n + 3] *= c1;
+  }
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    const float p0 = exp2f(s[4 * n] - b0), p1 = exp2f(s[4 * n + 1] - b0), p2 = exp2f(s[4 * n + 2] - b1),
+                p3 = exp2f(s[4 * n + 3] - b1);
+    l0 += p0 + p1, l1 += p2 + p3;
+    pa[4 * (n >> 1) + 2 * (n & 1)] = pack_bf16(p0, p1);
+    pa[4 * (n >> 1) + 2 * (n & 1) + 1] = pack_bf16(p2, p3);
+  }
+}
 
 __global__ void __launch_bounds__(kThreads, 1)
     flash_wgmma_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
@@ -115,51 +170,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     wg_commit();
     wg_wait<0>();
     wg_pin<32>(s);
-    // Mask and online softmax. s[4 n + e] = (row g, key 8 n + 2 t4 + e), s[4 n + 2 + e] = (row g + 8, same key).
     const bool whole = j0 + kKeys <= S && kp0 + j0 + kKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int n = 0; n < 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float& a = s[4 * n + e];
-        float& b = s[4 * n + 2 + e];
-        if (whole) {
-          a *= sl2, b *= sl2;
-        } else {
-          const int64_t j = j0 + 8 * n + 2 * t4 + e, kp = kp0 + j;
-          const bool in = j < S;
-          a = in && kp <= qp0 && (window <= 0 || kp > qp0 - window) ? a * sl2 : -INFINITY;
-          b = in && kp <= qp1 && (window <= 0 || kp > qp1 - window) ? b * sl2 : -INFINITY;
-        }
-        mx0 = fmaxf(mx0, a);
-        mx1 = fmaxf(mx1, b);
-      }
-#pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
-    }
-    const float nm0 = fmaxf(m0, mx0), nm1 = fmaxf(m1, mx1);
-    // A row with no visible key so far keeps m = -inf: its reference point is 0 (all p = 0, nothing scaled).
-    const float b0 = nm0 == -INFINITY ? 0.f : nm0, b1 = nm1 == -INFINITY ? 0.f : nm1;
-    const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
-    m0 = nm0, m1 = nm1;
-    l0 *= c0, l1 *= c1;
-    if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) {
-#pragma unroll
-      for (int n = 0; n < 32; ++n) acc[4 * n] *= c0, acc[4 * n + 1] *= c0, acc[4 * n + 2] *= c1, acc[4 * n + 3] *= c1;
-    }
-    // P as the A operand of 4 k-steps of 16 keys (the mma.sync A layout: rows g / g + 8, keys 2 t4 and + 8).
     uint32_t pa[16];
-#pragma unroll
-    for (int n = 0; n < 8; ++n) {
-      const float p0 = exp2f(s[4 * n] - b0), p1 = exp2f(s[4 * n + 1] - b0), p2 = exp2f(s[4 * n + 2] - b1),
-                  p3 = exp2f(s[4 * n + 3] - b1);
-      l0 += p0 + p1, l1 += p2 + p3;
-      pa[4 * (n >> 1) + 2 * (n & 1)] = pack_bf16(p0, p1);
-      pa[4 * (n >> 1) + 2 * (n & 1) + 1] = pack_bf16(p2, p3);
-    }
+    softmax_tile<8>(s, acc, pa, m0, m1, l0, l1, whole, j0, S, kp0, qp0, qp1, window, sl2, t4);
     // O += P V: k-step ks covers keys 16 ks .. 16 ks + 15 = two 8-key groups (2 x 1024 bytes) of every block.
     wg_fence();
 #pragma unroll
@@ -188,6 +201,129 @@ __global__ void __launch_bounds__(kThreads, 1)
           pack_bf16(acc[4 * n + 2] * inv1, acc[4 * n + 3] * inv1);
   }
 }
+
+// head_dim 512 with 16 query heads per KV head (the 12B's full layers). Block = 64 rows = 4 positions x the 16
+// heads of one KV head (row r: position p0 + r / 16, head r % 16; so each warp's 16 rows are one position),
+// 2 warpgroups that split the head dims: warpgroup w computes the partial S_w over dims [256 w, 256 w + 256),
+// the two partials meet in shared memory (each warpgroup adds the other's: S_0 + S_1 in both, the same
+// floats), both run the same softmax, and warpgroup w accumulates O for its 256 output dims. Tiles of 32 keys
+// (two stages of K and V at 64 KB each, next to the 64 KB Q tile). Blocks run latest positions first (they
+// see the most keys).
+constexpr int kMRows = 64, kMKeys = 32, kMHD = 512, kMChunks = kMHD / 8;
+constexpr int kMQBytes = kMRows * kMHD * 2, kMTile = kMKeys * kMHD * 2;
+constexpr size_t kMSmem = kMQBytes + 4 * size_t(kMTile) + 2 * 16 * 128 * sizeof(float) + 1024;
+
+__global__ void __launch_bounds__(kThreads, 1)
+    flash_wgmma_mqa_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                           bf16* __restrict__ o, int64_t T, int64_t S, int Hq, int Hkv, float scale,
+                           const int64_t* __restrict__ q_pos, const int64_t* __restrict__ k_pos, int window) {
+  extern __shared__ char smem_raw[];
+  char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  char* sq = smem;                  // [64 rows][512]
+  char* sk = sq + kMQBytes;         // [2 stages][32 keys][512]
+  char* sv = sk + 2 * kMTile;       // [2 stages]
+  float* sx = reinterpret_cast<float*>(sv + 2 * kMTile);  // [2 warpgroups][16 values][128 threads]
+
+  const int wg = threadIdx.x >> 7, wt = threadIdx.x & 127, warp = wt >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t4 = lane & 3;
+  const int64_t p0 = int64_t(gridDim.x - 1 - blockIdx.x) * (kMRows / 16);
+  const int kh = blockIdx.y;
+  const int64_t ldq = int64_t(Hq) * kMHD, ldkv = int64_t(Hkv) * kMHD;
+
+  for (int i = threadIdx.x; i < kMRows * kMChunks; i += kThreads) {
+    const int r = i / kMChunks, c = i % kMChunks;
+    const int64_t t = p0 + r / 16;
+    const bool valid = t < T;
+    cp_async16(smem_addr(sq + wg_off(r, c, kMRows)),
+               q + (valid ? t : 0) * ldq + int64_t(kh * 16 + r % 16) * kMHD + c * 8, valid);
+  }
+  cp_async_commit();
+  int64_t qmin = INT64_MAX, qmax = INT64_MIN;
+#pragma unroll
+  for (int i = 0; i < kMRows / 16; ++i)
+    if (p0 + i < T) qmin = min(qmin, q_pos[p0 + i]), qmax = max(qmax, q_pos[p0 + i]);
+  const int64_t kp0 = S > 0 ? k_pos[0] : 0;
+  const int64_t j_lo = window > 0 ? max(int64_t(0), qmin - window + 1 - kp0) : 0;
+  const int64_t j_hi = min(S, qmax - kp0 + 1);
+  const int64_t qp = p0 + warp < T ? q_pos[p0 + warp] : INT64_MIN / 2;  // both of this thread's rows
+
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  const float sl2 = scale * 1.4426950408889634f;
+
+  auto load = [&](int64_t j0, int st) {
+    for (int i = threadIdx.x; i < 2 * kMKeys * kMChunks; i += kThreads) {
+      const int which = i / (kMKeys * kMChunks), r = (i / kMChunks) % kMKeys, c = i % kMChunks;
+      const int64_t j = j0 + r;
+      const bool valid = j < S;
+      const bf16* src = (which ? v : k) + (valid ? j : 0) * ldkv + int64_t(kh) * kMHD + c * 8;
+      cp_async16(smem_addr((which ? sv : sk) + st * kMTile + wg_off(r, c, kMKeys)), src, valid);
+    }
+    cp_async_commit();
+  };
+  const uint32_t qa = smem_addr(sq);
+  if (j_lo < j_hi) load(j_lo, 0);
+  int st = 0;
+  for (int64_t j0 = j_lo; j0 < j_hi; j0 += kMKeys, st ^= 1) {
+    if (j0 + kMKeys < j_hi) load(j0 + kMKeys, st ^ 1);
+    else cp_async_commit();
+    cp_async_wait<1>();
+    fence_proxy_async();
+    __syncthreads();
+    const uint32_t ka = smem_addr(sk + st * kMTile), va = smem_addr(sv + st * kMTile);
+    // This warpgroup's partial S over its 16 k-steps (dims 256 wg + 16 kk): 64-dim block 4 wg + kk / 4.
+    float s[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) s[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 16; ++kk) {
+      const int blk = 4 * wg + (kk >> 2);
+      wgmma_m64n32k16_ss(s, wg_desc(qa + blk * (kMRows * 128) + (kk & 3) * 32, 16, 1024),
+                         wg_desc(ka + blk * (kMKeys * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
+    }
+    wg_commit();
+    wg_wait<0>();
+    wg_pin<16>(s);
+    // The other warpgroup's partial: thread wt of both holds the same (row, key) elements.
+#pragma unroll
+    for (int i = 0; i < 16; ++i) sx[(wg * 16 + i) * 128 + wt] = s[i];
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 16; ++i) s[i] += sx[((wg ^ 1) * 16 + i) * 128 + wt];
+    const bool whole = j0 + kMKeys <= S && kp0 + j0 + kMKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
+    uint32_t pa[8];
+    softmax_tile<4>(s, acc, pa, m0, m1, l0, l1, whole, j0, S, kp0, qp, qp, window, sl2, t4);
+    // O (this warpgroup's 256 dims: V blocks 4 wg .. 4 wg + 3) += P V over 2 k-steps of 16 keys.
+    wg_fence();
+#pragma unroll
+    for (int ks = 0; ks < kMKeys / 16; ++ks)
+      wgmma_m64n256k16_rs(acc, pa + 4 * ks, wg_desc(va + 4 * wg * (kMKeys * 128) + ks * 2048, kMKeys * 128, 1024));
+    wg_commit();
+    wg_wait<0>();
+    wg_pin<128>(acc);
+    wg_pin<8>(pa);
+    __syncthreads();  // the stage and the partials are free for the next tile
+  }
+  cp_async_wait<0>();
+#pragma unroll
+  for (int off = 1; off <= 2; off <<= 1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, off);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, off);
+  }
+  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  const int64_t t = p0 + warp;
+  if (t >= T) return;
+  bf16* o0 = o + t * ldq + int64_t(kh * 16 + g) * kMHD + 256 * wg + 2 * t4;
+  bf16* o1 = o0 + 8 * kMHD;
+#pragma unroll
+  for (int n = 0; n < 32; ++n) {
+    *reinterpret_cast<uint32_t*>(o0 + n * 8) = pack_bf16(acc[4 * n] * inv0, acc[4 * n + 1] * inv0);
+    *reinterpret_cast<uint32_t*>(o1 + n * 8) = pack_bf16(acc[4 * n + 2] * inv1, acc[4 * n + 3] * inv1);
+  }
+}
 #endif  // GEMMA4_WGMMA
 
 // GEMMA4_CUDA_WGMMA=0: never (comparisons against flash_attention.cu's kernel; read at every call, so a test
@@ -206,28 +342,48 @@ bool wgmma_enabled() {
 
 }  // namespace
 
-bool flash_wgmma_applies(const FlashAttention& a) {
+bool flash_wgmma_takes(int n_q_heads, int n_kv_heads, int head_dim, bool io_bf16, bool kv_bf16, bool consecutive,
+                       bool blocks) {
 #if GEMMA4_WGMMA
-  return wgmma_enabled() && a.io_bf16 && a.kv_bf16 && a.head_dim == 256 && a.n_kv_heads > 0 &&
-         a.n_q_heads % a.n_kv_heads == 0 && (a.n_q_heads / a.n_kv_heads) % 2 == 0 && a.keys_consecutive &&
-         !a.q_block;
+  if (!wgmma_enabled() || !io_bf16 || !kv_bf16 || !consecutive || blocks || n_kv_heads <= 0 ||
+      n_q_heads % n_kv_heads != 0)
+    return false;
+  const int G = n_q_heads / n_kv_heads;
+  return (head_dim == 256 && G % 2 == 0) || (head_dim == 512 && G == 16);
 #else
-  (void)a;
+  (void)n_q_heads, (void)n_kv_heads, (void)head_dim, (void)io_bf16, (void)kv_bf16, (void)consecutive, (void)blocks;
   return false;
 #endif
+}
+
+bool flash_wgmma_applies(const FlashAttention& a) {
+  return flash_wgmma_takes(a.n_q_heads, a.n_kv_heads, a.head_dim, a.io_bf16, a.kv_bf16, a.keys_consecutive,
+                           a.q_block != nullptr);
 }
 
 int flash_attention_wgmma(const FlashAttention& a, cudaStream_t s) {
 #if GEMMA4_WGMMA
   if (!flash_wgmma_applies(a)) return int(cudaErrorInvalidValue);
   if (a.T <= 0) return 0;
+  const auto* q = static_cast<const bf16*>(a.q);
+  const auto* k = static_cast<const bf16*>(a.k);
+  const auto* v = static_cast<const bf16*>(a.v);
+  auto* o = static_cast<bf16*>(a.o);
+  if (a.head_dim == 512) {
+    static const cudaError_t attr =
+        cudaFuncSetAttribute(flash_wgmma_mqa_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMSmem));
+    if (attr != cudaSuccess) return int(attr);
+    const dim3 grid(unsigned((a.T + kMRows / 16 - 1) / (kMRows / 16)), unsigned(a.n_kv_heads));
+    flash_wgmma_mqa_kernel<<<grid, kThreads, kMSmem, s>>>(q, k, v, o, a.T, a.S, a.n_q_heads, a.n_kv_heads, a.scale,
+                                                          a.q_pos, a.k_pos, a.window);
+    return int(cudaGetLastError());
+  }
   static const cudaError_t attr =
       cudaFuncSetAttribute(flash_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem));
   if (attr != cudaSuccess) return int(attr);
   const dim3 grid(unsigned((a.T + kRows - 1) / kRows), unsigned(a.n_q_heads / 2));
-  flash_wgmma_kernel<<<grid, kThreads, kSmem, s>>>(
-      static_cast<const bf16*>(a.q), static_cast<const bf16*>(a.k), static_cast<const bf16*>(a.v),
-      static_cast<bf16*>(a.o), a.T, a.S, a.n_q_heads, a.n_kv_heads, a.scale, a.q_pos, a.k_pos, a.window);
+  flash_wgmma_kernel<<<grid, kThreads, kSmem, s>>>(q, k, v, o, a.T, a.S, a.n_q_heads, a.n_kv_heads, a.scale,
+                                                   a.q_pos, a.k_pos, a.window);
   return int(cudaGetLastError());
 #else
   (void)a, (void)s;

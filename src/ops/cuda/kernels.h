@@ -116,8 +116,11 @@ struct FlashAttention {
 bool flash_attention_supported(int n_q_heads, int n_kv_heads, int head_dim);
 int flash_attention(const FlashAttention& a, cudaStream_t s);
 // ---- flash_wgmma.cu: the same contract on Hopper's warpgroup MMA, for the cases it takes (bf16 q / k / v / o,
-// head_dim 256, an even number of query heads per KV head, consecutive keys, no bidirectional blocks; built
-// for sm_90a, run on a compute-capability-9.0 device, GEMMA4_CUDA_WGMMA != 0). flash_attention() calls it.
+// consecutive keys, no bidirectional blocks; head_dim 256 with an even number of query heads per KV head, or
+// 512 with 16; built for sm_90a, run on a compute-capability-9.0 device, GEMMA4_CUDA_WGMMA != 0).
+// flash_attention() calls it.
+bool flash_wgmma_takes(int n_q_heads, int n_kv_heads, int head_dim, bool io_bf16, bool kv_bf16, bool consecutive,
+                       bool blocks);
 bool flash_wgmma_applies(const FlashAttention& a);
 int flash_attention_wgmma(const FlashAttention& a, cudaStream_t s);
 // ---- decode_attention.cu: the same contract as attention_decode for g = Hq / Hkv <= 4 and head_dim 256 or

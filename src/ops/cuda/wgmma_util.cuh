@@ -50,6 +50,16 @@ __device__ __forceinline__ void wg_pin(uint32_t* r) {
 // Generic-proxy writes to shared memory (st.shared, cp.async) made visible to the async proxy (wgmma reads).
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
+// d[0..15] (+)= A . B^T: m64n32k16, A [64 x 16] and B [32 x 16] both K-major in shared memory (descriptors).
+__device__ __forceinline__ void wgmma_m64n32k16_ss(float* d, uint64_t da, uint64_t db, bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(da), "l"(db), "r"(int(accumulate)));
+}
+
 // d[0..31] (+)= A . B^T: m64n64k16, A [64 x 16] and B [64 x 16] both K-major in shared memory (descriptors).
 __device__ __forceinline__ void wgmma_m64n64k16_ss(float* d, uint64_t da, uint64_t db, bool accumulate) {
   asm volatile(
