@@ -349,6 +349,13 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
             kp.n = n, kp.start = start, kp.run = {n, start, n == cache.capacity(int(li)) ? start % n : 0};
           }
           set.pos = kp.pos, set.run = kp.run, set.is_run = true;
+        } else if (cache.held(int(li)) == 0 && kb.dtype == cache.dtype() && !shared_later[li]) {
+          // Nothing held yet (a prompt's first chunk): the keys are this call's own rows, read where they are
+          // (the copies below cost two [T, kv] round trips a sliding layer).
+          set.k = kb;
+          set.v = vb;
+          set.pos = std::make_shared<std::vector<int64_t>>(seg_pos, seg_pos + Tb);
+          cache.append(int(li), pos0, kb, vb);
         } else {
           // The held window (oldest first) followed by this call's keys, assembled contiguously.
           const int64_t n = cache.held(int(li));

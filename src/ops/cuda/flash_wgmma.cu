@@ -38,16 +38,46 @@ constexpr size_t kSmem = 6 * size_t(kTile) + 1024;  // Q of 2 heads, 2 stages of
 
 using bf16 = __nv_bfloat16;
 
+// Rows [j0, j0 + ROWS) of a bf16 table (row stride ld elements; src points at the tile's first column) into a
+// tile of the wgmma_util.cuh layout, CH 16-byte chunks a row, by THREADS threads: thread t copies chunk t % CH of
+// rows t / CH + (THREADS / CH) i, so its addresses are fixed strides apart (a few instructions per cp.async:
+// the index arithmetic of a plain loop cost more issue slots than the MMAs). Rows >= S are zero-filled.
+template <int ROWS, int CH, int THREADS>
+__device__ __forceinline__ void load_rows(char* tile, const bf16* src, int64_t ld, int64_t j0, int64_t S) {
+  constexpr int kStep = THREADS / CH;
+  static_assert(THREADS % CH == 0 && ROWS % kStep == 0, "load_rows: the threads must tile the rows");
+  const int c = threadIdx.x % CH, r0 = threadIdx.x / CH;
+  const uint32_t base = smem_addr(tile) + (c >> 3) * (ROWS * 128) + r0 * 128;
+  const bf16* p = src + (j0 + r0) * ld + c * 8;
+#pragma unroll
+  for (int i = 0; i < ROWS / kStep; ++i) {
+    const int r = r0 + kStep * i;
+    const bool valid = j0 + r < S;
+    cp_async16(base + kStep * i * 128 + (((c & 7) ^ (r & 7)) << 4), valid ? p + int64_t(kStep * i) * ld : src, valid);
+  }
+}
+
+// The 128 output accumulators (32 n-tiles: acc[4 n], acc[4 n + 1] row g; acc[4 n + 2], acc[4 n + 3] row g + 8)
+// times the rows' correction factors; skipped when no row of the warp moved its max (most tiles, once the
+// maxima settle).
+__device__ __forceinline__ void rescale(float* acc, float c0, float c1) {
+  if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) {
+#pragma unroll
+    for (int n = 0; n < 32; ++n) acc[4 * n] *= c0, acc[4 * n + 1] *= c0, acc[4 * n + 2] *= c1, acc[4 * n + 3] *= c1;
+  }
+}
+
 // One tile's scores -> probabilities, for the thread's two rows (g and g + 8 of its warp's 16): s holds NT
 // n-tiles of 8 keys in the accumulator layout, s[4 n + e] = (row g, key j0 + 8 n + 2 t4 + e) and
 // s[4 n + 2 + e] = (row g + 8, same key), a row's keys spread over the 4 lanes of a quad. Scales to log2
-// units, masks by position unless the tile is whole for every row, updates the running max m and sum l,
-// rescales the 128 output accumulators (same layout, 32 n-tiles) when a max moved, and packs P in bf16 as the
-// A operand of NT / 2 k-steps of 16 keys (pa[4 ks .. 4 ks + 3]: the mma.sync A layout).
+// units, masks by position unless the tile is whole for every row, updates the running max m and sum l, sets
+// the factors c0 / c1 by which the rows' output accumulators must be rescaled (rescale(), exactly 1 when a
+// max did not move), and packs P in bf16 as the A operand of NT / 2 k-steps of 16 keys (pa[4 ks .. 4 ks + 3]:
+// the mma.sync A layout).
 template <int NT>
-__device__ __forceinline__ void softmax_tile(float* s, float* acc, uint32_t* pa, float& m0, float& m1, float& l0,
-                                             float& l1, bool whole, int64_t j0, int64_t S, int64_t kp0, int64_t qp0,
-                                             int64_t qp1, int window, float sl2, int t4) {
+__device__ __forceinline__ void softmax_tile(float* s, uint32_t* pa, float& m0, float& m1, float& l0, float& l1,
+                                             float& c0, float& c1, bool whole, int64_t j0, int64_t S, int64_t kp0,
+                                             int64_t qp0, int64_t qp1, int window, float sl2, int t4) {
   float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
   for (int n = 0; n < NT; ++n)
@@ -74,13 +104,9 @@ __device__ __forceinline__ void softmax_tile(float* s, float* acc, uint32_t* pa,
   const float nm0 = fmaxf(m0, mx0), nm1 = fmaxf(m1, mx1);
   // A row with no visible key so far keeps m = -inf: its reference point is 0 (all p = 0, nothing scaled).
   const float b0 = nm0 == -INFINITY ? 0.f : nm0, b1 = nm1 == -INFINITY ? 0.f : nm1;
-  const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
+  c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
   m0 = nm0, m1 = nm1;
   l0 *= c0, l1 *= c1;
-  if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) {
-#pragma unroll
-    for (int n = 0; n < 32; ++n) acc[4 * n] *= c0, acc[4 * n + 1] *= c0, acc[4 * n + 2] *= c1, acc[4 * n + 3] *= c1;
-  }
 #pragma unroll
   for (int n = 0; n < NT; ++n) {
     const float p0 = exp2f(s[4 * n] - b0), p1 = exp2f(s[4 * n + 1] - b0), p2 = exp2f(s[4 * n + 2] - b1),
@@ -137,52 +163,78 @@ __global__ void __launch_bounds__(kThreads, 1)
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   const float sl2 = scale * 1.4426950408889634f;  // scores in log2 units: exp2(s - m)
 
-  auto load = [&](int64_t j0, int st) {
-    for (int i = threadIdx.x; i < 2 * kKeys * kChunks; i += kThreads) {
-      const int which = i / (kKeys * kChunks), r = (i / kChunks) % kKeys, c = i % kChunks;
-      const int64_t j = j0 + r;
-      const bool valid = j < S;
-      const bf16* src = (which ? v : k) + (valid ? j : 0) * ldkv + int64_t(kh) * kHD + c * 8;
-      cp_async16(smem_addr((which ? sv : sk) + st * kTile + wg_off(r, c, kKeys)), src, valid);
-    }
+  // K tile t + 1 and V tile t load during iteration t (stages t & 1), so each has a whole iteration to land.
+  auto load = [&](char* base, const bf16* src, int64_t j0) {
+    load_rows<kKeys, kChunks, kThreads>(base, src + int64_t(kh) * kHD, ldkv, j0, S);
+  };
+  const uint64_t dq = wg_desc(smem_addr(sq + wg * kTile), 16, 1024);
+  const int64_t n_tiles = j_lo < j_hi ? (j_hi - j_lo + kKeys - 1) / kKeys : 0;
+  if (n_tiles > 0) load(sk, k, j_lo);
+  cp_async_commit();
+  // Iteration t: S_t = Q K_t^T and O += P_{t-1} V_{t-1} are issued together; the softmax of tile t runs while
+  // the tensor cores do P_{t-1} V_{t-1}, and O takes tile t's rescale once that product is done. The first
+  // iteration (no P V yet) and the last (no S) are peeled, so the steady state has no branches between the
+  // MMAs and their waits (ptxas serializes wgmma when it cannot prove the accumulators idle).
+  uint32_t pa[16] = {}, pa_prev[16] = {};
+  float s[32];
+  auto begin_tile = [&](int64_t t) {
+    cp_async_wait<0>();  // K_t and V_{t-1}, issued one iteration ago
+    fence_proxy_async();
+    __syncthreads();     // ... visible to all; every warp is done with iteration t - 1 (K_{t-1}, V_{t-2} free)
+    if (t + 1 < n_tiles) load(sk + ((t + 1) & 1) * kTile, k, j_lo + (t + 1) * kKeys);
+    if (t < n_tiles) load(sv + (t & 1) * kTile, v, j_lo + t * kKeys);
     cp_async_commit();
   };
-  const uint32_t qa = smem_addr(sq + wg * kTile);
-  if (j_lo < j_hi) load(j_lo, 0);
-  int st = 0;
-  for (int64_t j0 = j_lo; j0 < j_hi; j0 += kKeys, st ^= 1) {
-    if (j0 + kKeys < j_hi) load(j0 + kKeys, st ^ 1);
-    else cp_async_commit();  // an empty group keeps the wait counts uniform
-    cp_async_wait<1>();      // this tile's group (and Q) have landed
-    fence_proxy_async();
-    __syncthreads();
-    const uint32_t ka = smem_addr(sk + st * kTile), va = smem_addr(sv + st * kTile);
-    // S = Q K^T over 16 k-steps of 16 dims: step kk is 32 bytes into the rows of 64-dim block kk / 4.
-    float s[32];
-#pragma unroll
-    for (int i = 0; i < 32; ++i) s[i] = 0.f;
-    wg_fence();
+  auto issue_s = [&](int64_t t) {  // 16 k-steps of 16 dims: step kk is 32 bytes into the rows of block kk / 4
+    const uint64_t dk = wg_desc(smem_addr(sk + (t & 1) * kTile), 16, 1024);
 #pragma unroll
     for (int kk = 0; kk < kHD / 16; ++kk) {
       const uint32_t off = (kk >> 2) * (kRows * 128) + (kk & 3) * 32;
-      wgmma_m64n64k16_ss(s, wg_desc(qa + off, 16, 1024), wg_desc(ka + off, 16, 1024), kk > 0);
+      wgmma_m64n64k16_ss(s, wg_desc_at(dq, off), wg_desc_at(dk, off), kk > 0);  // (s needs no zeros)
     }
     wg_commit();
+  };
+  auto issue_pv = [&](int64_t t) {  // O += P_t V_t: k-step ks = keys 16 ks .. + 15 = two 8-key groups
+    const uint64_t dv = wg_desc(smem_addr(sv + (t & 1) * kTile), kKeys * 128, 1024);
+#pragma unroll
+    for (int ks = 0; ks < kKeys / 16; ++ks) wgmma_m64n256k16_rs(acc, pa_prev + 4 * ks, wg_desc_at(dv, ks * 2048));
+    wg_commit();
+  };
+  auto softmax = [&](int64_t t, float& c0, float& c1) {
+    const int64_t j0 = j_lo + t * kKeys;
+    const bool whole = j0 + kKeys <= S && kp0 + j0 + kKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
+    softmax_tile<8>(s, pa, m0, m1, l0, l1, c0, c1, whole, j0, S, kp0, qp0, qp1, window, sl2, t4);
+  };
+  if (n_tiles > 0) {
+    float c0, c1;
+    begin_tile(0);
+    wg_fence();
+    issue_s(0);
     wg_wait<0>();
     wg_pin<32>(s);
-    const bool whole = j0 + kKeys <= S && kp0 + j0 + kKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
-    uint32_t pa[16];
-    softmax_tile<8>(s, acc, pa, m0, m1, l0, l1, whole, j0, S, kp0, qp0, qp1, window, sl2, t4);
-    // O += P V: k-step ks covers keys 16 ks .. 16 ks + 15 = two 8-key groups (2 x 1024 bytes) of every block.
-    wg_fence();
+    softmax(0, c0, c1);
 #pragma unroll
-    for (int ks = 0; ks < kKeys / 16; ++ks)
-      wgmma_m64n256k16_rs(acc, pa + 4 * ks, wg_desc(va + ks * 2048, kKeys * 128, 1024));
-    wg_commit();
+    for (int i = 0; i < 16; ++i) pa_prev[i] = pa[i];
+    for (int64_t t = 1; t < n_tiles; ++t) {
+      begin_tile(t);
+      wg_fence();
+      issue_s(t);
+      issue_pv(t - 1);
+      wg_wait<1>();  // S_t (committed first) is done; P_{t-1} V_{t-1} may still run
+      wg_pin<32>(s);
+      softmax(t, c0, c1);
+      wg_wait<0>();
+      wg_pin<128>(acc);
+      wg_pin<16>(pa_prev);
+      rescale(acc, c0, c1);
+#pragma unroll
+      for (int i = 0; i < 16; ++i) pa_prev[i] = pa[i];
+    }
+    begin_tile(n_tiles);
+    wg_fence();
+    issue_pv(n_tiles - 1);
     wg_wait<0>();
     wg_pin<128>(acc);
-    wg_pin<16>(pa);
-    __syncthreads();  // both warpgroups are done with this stage before it is refilled
   }
   cp_async_wait<0>();
 #pragma unroll
@@ -254,16 +306,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   const float sl2 = scale * 1.4426950408889634f;
 
   auto load = [&](int64_t j0, int st) {
-    for (int i = threadIdx.x; i < 2 * kMKeys * kMChunks; i += kThreads) {
-      const int which = i / (kMKeys * kMChunks), r = (i / kMChunks) % kMKeys, c = i % kMChunks;
-      const int64_t j = j0 + r;
-      const bool valid = j < S;
-      const bf16* src = (which ? v : k) + (valid ? j : 0) * ldkv + int64_t(kh) * kMHD + c * 8;
-      cp_async16(smem_addr((which ? sv : sk) + st * kMTile + wg_off(r, c, kMKeys)), src, valid);
-    }
+    load_rows<kMKeys, kMChunks, kThreads>(sk + st * kMTile, k + int64_t(kh) * kMHD, ldkv, j0, S);
+    load_rows<kMKeys, kMChunks, kThreads>(sv + st * kMTile, v + int64_t(kh) * kMHD, ldkv, j0, S);
     cp_async_commit();
   };
-  const uint32_t qa = smem_addr(sq);
+  const uint64_t dq = wg_desc(smem_addr(sq), 16, 1024);
   if (j_lo < j_hi) load(j_lo, 0);
   int st = 0;
   for (int64_t j0 = j_lo; j0 < j_hi; j0 += kMKeys, st ^= 1) {
@@ -272,35 +319,40 @@ __global__ void __launch_bounds__(kThreads, 1)
     cp_async_wait<1>();
     fence_proxy_async();
     __syncthreads();
-    const uint32_t ka = smem_addr(sk + st * kMTile), va = smem_addr(sv + st * kMTile);
+    const uint64_t dk = wg_desc(smem_addr(sk + st * kMTile), 16, 1024);
+    const uint64_t dv = wg_desc(smem_addr(sv + st * kMTile) + 4 * wg * (kMKeys * 128), kMKeys * 128, 1024);
     // This warpgroup's partial S over its 16 k-steps (dims 256 wg + 16 kk): 64-dim block 4 wg + kk / 4.
     float s[16];
-#pragma unroll
-    for (int i = 0; i < 16; ++i) s[i] = 0.f;
-    wg_fence();
+    wg_fence();  // (s needs no zeros: the first k-step does not accumulate)
 #pragma unroll
     for (int kk = 0; kk < 16; ++kk) {
       const int blk = 4 * wg + (kk >> 2);
-      wgmma_m64n32k16_ss(s, wg_desc(qa + blk * (kMRows * 128) + (kk & 3) * 32, 16, 1024),
-                         wg_desc(ka + blk * (kMKeys * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
+      wgmma_m64n32k16_ss(s, wg_desc_at(dq, blk * (kMRows * 128) + (kk & 3) * 32),
+                         wg_desc_at(dk, blk * (kMKeys * 128) + (kk & 3) * 32), kk > 0);
     }
     wg_commit();
     wg_wait<0>();
     wg_pin<16>(s);
     // The other warpgroup's partial: thread wt of both holds the same (row, key) elements.
+    float4* x4 = reinterpret_cast<float4*>(sx);  // [2 warpgroups][4][128 threads] float4s
 #pragma unroll
-    for (int i = 0; i < 16; ++i) sx[(wg * 16 + i) * 128 + wt] = s[i];
+    for (int i = 0; i < 4; ++i) x4[(wg * 4 + i) * 128 + wt] = make_float4(s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]);
     __syncthreads();
 #pragma unroll
-    for (int i = 0; i < 16; ++i) s[i] += sx[((wg ^ 1) * 16 + i) * 128 + wt];
+    for (int i = 0; i < 4; ++i) {
+      const float4 o4 = x4[((wg ^ 1) * 4 + i) * 128 + wt];
+      s[4 * i] += o4.x, s[4 * i + 1] += o4.y, s[4 * i + 2] += o4.z, s[4 * i + 3] += o4.w;
+    }
     const bool whole = j0 + kMKeys <= S && kp0 + j0 + kMKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
     uint32_t pa[8];
-    softmax_tile<4>(s, acc, pa, m0, m1, l0, l1, whole, j0, S, kp0, qp, qp, window, sl2, t4);
+    float c0, c1;
+    softmax_tile<4>(s, pa, m0, m1, l0, l1, c0, c1, whole, j0, S, kp0, qp, qp, window, sl2, t4);
+    rescale(acc, c0, c1);
     // O (this warpgroup's 256 dims: V blocks 4 wg .. 4 wg + 3) += P V over 2 k-steps of 16 keys.
     wg_fence();
 #pragma unroll
     for (int ks = 0; ks < kMKeys / 16; ++ks)
-      wgmma_m64n256k16_rs(acc, pa + 4 * ks, wg_desc(va + 4 * wg * (kMKeys * 128) + ks * 2048, kMKeys * 128, 1024));
+      wgmma_m64n256k16_rs(acc, pa + 4 * ks, wg_desc_at(dv, ks * 2048));
     wg_commit();
     wg_wait<0>();
     wg_pin<128>(acc);
