@@ -259,8 +259,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 // 2 warpgroups that split the head dims: warpgroup w computes the partial S_w over dims [256 w, 256 w + 256),
 // the two partials meet in shared memory (each warpgroup adds the other's: S_0 + S_1 in both, the same
 // floats), both run the same softmax, and warpgroup w accumulates O for its 256 output dims. Tiles of 32 keys
-// (two stages of K and V at 64 KB each, next to the 64 KB Q tile). Blocks run latest positions first (they
-// see the most keys).
+// (two stages of K and V at 64 KB each, next to the 64 KB Q tile), pipelined as flash_wgmma_kernel. Blocks
+// run latest positions first (they see the most keys).
 constexpr int kMRows = 64, kMKeys = 32, kMHD = 512, kMChunks = kMHD / 8;
 constexpr int kMQBytes = kMRows * kMHD * 2, kMTile = kMKeys * kMHD * 2;
 constexpr size_t kMSmem = kMQBytes + 4 * size_t(kMTile) + 2 * 16 * 128 * sizeof(float) + 1024;
@@ -305,25 +305,28 @@ __global__ void __launch_bounds__(kThreads, 1)
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   const float sl2 = scale * 1.4426950408889634f;
 
-  auto load = [&](int64_t j0, int st) {
-    load_rows<kMKeys, kMChunks, kThreads>(sk + st * kMTile, k + int64_t(kh) * kMHD, ldkv, j0, S);
-    load_rows<kMKeys, kMChunks, kThreads>(sv + st * kMTile, v + int64_t(kh) * kMHD, ldkv, j0, S);
-    cp_async_commit();
+  // The same pipeline as flash_wgmma_kernel: K tile t + 1 and V tile t load during iteration t; S_t is issued
+  // with P_{t-1} V_{t-1}, and the exchange and softmax of tile t run under that product.
+  auto load = [&](char* base, const bf16* src, int64_t j0) {
+    load_rows<kMKeys, kMChunks, kThreads>(base, src + int64_t(kh) * kMHD, ldkv, j0, S);
   };
   const uint64_t dq = wg_desc(smem_addr(sq), 16, 1024);
-  if (j_lo < j_hi) load(j_lo, 0);
-  int st = 0;
-  for (int64_t j0 = j_lo; j0 < j_hi; j0 += kMKeys, st ^= 1) {
-    if (j0 + kMKeys < j_hi) load(j0 + kMKeys, st ^ 1);
-    else cp_async_commit();
-    cp_async_wait<1>();
+  const int64_t n_tiles = j_lo < j_hi ? (j_hi - j_lo + kMKeys - 1) / kMKeys : 0;
+  if (n_tiles > 0) load(sk, k, j_lo);
+  cp_async_commit();
+  uint32_t pa[8] = {}, pa_prev[8] = {};
+  float s[16];
+  float4* x4 = reinterpret_cast<float4*>(sx);  // [2 warpgroups][4][128 threads] float4s
+  auto begin_tile = [&](int64_t t) {
+    cp_async_wait<0>();
     fence_proxy_async();
-    __syncthreads();
-    const uint64_t dk = wg_desc(smem_addr(sk + st * kMTile), 16, 1024);
-    const uint64_t dv = wg_desc(smem_addr(sv + st * kMTile) + 4 * wg * (kMKeys * 128), kMKeys * 128, 1024);
-    // This warpgroup's partial S over its 16 k-steps (dims 256 wg + 16 kk): 64-dim block 4 wg + kk / 4.
-    float s[16];
-    wg_fence();  // (s needs no zeros: the first k-step does not accumulate)
+    __syncthreads();  // every warp is done with iteration t - 1: K_{t-1}, V_{t-2} and the partials are free
+    if (t + 1 < n_tiles) load(sk + ((t + 1) & 1) * kMTile, k, j_lo + (t + 1) * kMKeys);
+    if (t < n_tiles) load(sv + (t & 1) * kMTile, v, j_lo + t * kMKeys);
+    cp_async_commit();
+  };
+  auto issue_s = [&](int64_t t) {  // this warpgroup's 16 k-steps (dims 256 wg + 16 kk: block 4 wg + kk / 4)
+    const uint64_t dk = wg_desc(smem_addr(sk + (t & 1) * kMTile), 16, 1024);
 #pragma unroll
     for (int kk = 0; kk < 16; ++kk) {
       const int blk = 4 * wg + (kk >> 2);
@@ -331,10 +334,16 @@ __global__ void __launch_bounds__(kThreads, 1)
                          wg_desc_at(dk, blk * (kMKeys * 128) + (kk & 3) * 32), kk > 0);
     }
     wg_commit();
-    wg_wait<0>();
-    wg_pin<16>(s);
-    // The other warpgroup's partial: thread wt of both holds the same (row, key) elements.
-    float4* x4 = reinterpret_cast<float4*>(sx);  // [2 warpgroups][4][128 threads] float4s
+  };
+  auto issue_pv = [&](int64_t t) {  // this warpgroup's 256 dims: V blocks 4 wg .. 4 wg + 3
+    const uint64_t dv = wg_desc(smem_addr(sv + (t & 1) * kMTile) + 4 * wg * (kMKeys * 128), kMKeys * 128, 1024);
+#pragma unroll
+    for (int ks = 0; ks < kMKeys / 16; ++ks) wgmma_m64n256k16_rs(acc, pa_prev + 4 * ks, wg_desc_at(dv, ks * 2048));
+    wg_commit();
+  };
+  // S_t's partial (done) plus the other warpgroup's (thread wt of both holds the same elements), then the
+  // softmax.
+  auto softmax = [&](int64_t t, float& c0, float& c1) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) x4[(wg * 4 + i) * 128 + wt] = make_float4(s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]);
     __syncthreads();
@@ -343,21 +352,40 @@ __global__ void __launch_bounds__(kThreads, 1)
       const float4 o4 = x4[((wg ^ 1) * 4 + i) * 128 + wt];
       s[4 * i] += o4.x, s[4 * i + 1] += o4.y, s[4 * i + 2] += o4.z, s[4 * i + 3] += o4.w;
     }
+    const int64_t j0 = j_lo + t * kMKeys;
     const bool whole = j0 + kMKeys <= S && kp0 + j0 + kMKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
-    uint32_t pa[8];
-    float c0, c1;
     softmax_tile<4>(s, pa, m0, m1, l0, l1, c0, c1, whole, j0, S, kp0, qp, qp, window, sl2, t4);
-    rescale(acc, c0, c1);
-    // O (this warpgroup's 256 dims: V blocks 4 wg .. 4 wg + 3) += P V over 2 k-steps of 16 keys.
+  };
+  if (n_tiles > 0) {
+    float c0, c1;
+    begin_tile(0);
     wg_fence();
+    issue_s(0);
+    wg_wait<0>();
+    wg_pin<16>(s);
+    softmax(0, c0, c1);
 #pragma unroll
-    for (int ks = 0; ks < kMKeys / 16; ++ks)
-      wgmma_m64n256k16_rs(acc, pa + 4 * ks, wg_desc_at(dv, ks * 2048));
-    wg_commit();
+    for (int i = 0; i < 8; ++i) pa_prev[i] = pa[i];
+    for (int64_t t = 1; t < n_tiles; ++t) {
+      begin_tile(t);
+      wg_fence();
+      issue_s(t);
+      issue_pv(t - 1);
+      wg_wait<1>();
+      wg_pin<16>(s);
+      softmax(t, c0, c1);
+      wg_wait<0>();
+      wg_pin<128>(acc);
+      wg_pin<8>(pa_prev);
+      rescale(acc, c0, c1);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) pa_prev[i] = pa[i];
+    }
+    begin_tile(n_tiles);
+    wg_fence();
+    issue_pv(n_tiles - 1);
     wg_wait<0>();
     wg_pin<128>(acc);
-    wg_pin<8>(pa);
-    __syncthreads();  // the stage and the partials are free for the next tile
   }
   cp_async_wait<0>();
 #pragma unroll
