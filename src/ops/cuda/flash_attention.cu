@@ -208,16 +208,8 @@ __global__ void __launch_bounds__(kThreads * HPB, 1)
           mx1 = fmaxf(mx1, s[n][2 + e]);
         }
     }
-#pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
-    }
-    const float nm0 = fmaxf(m0, mx0), nm1 = fmaxf(m1, mx1);
-    // A row with no visible key so far keeps m = -inf: its reference point is 0 (all p = 0, nothing scaled).
-    const float b0 = nm0 == -INFINITY ? 0.f : nm0, b1 = nm1 == -INFINITY ? 0.f : nm1;
-    const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);  // m = -inf -> 0; an unchanged max -> exactly 1
-    m0 = nm0, m1 = nm1;
+    float b0, b1, c0, c1;
+    online_max(mx0, mx1, m0, m1, b0, b1, c0, c1);
     l0 *= c0, l1 *= c1;
     // Once the running maxima settle, most tiles change none of the warp's: skip the 128 multiplies then.
     if (__any_sync(0xffffffffu, c0 != 1.f || c1 != 1.f)) {

@@ -67,17 +67,74 @@ __device__ __forceinline__ void rescale(float* acc, float c0, float c1) {
   }
 }
 
+// The loop both kernels run over n_tiles key tiles: iteration t issues S_t = Q K_t^T together with
+// O += P_{t-1} V_{t-1}, waits for S_t only, runs the softmax of tile t under the P V product, then waits for
+// it and applies tile t's rescale to O. The first iteration (no P V yet) and the last (no S) are peeled, so the
+// steady state has no branches between the MMAs and their waits: ptxas serializes wgmma (warning C7514) when
+// it cannot prove the accumulators idle. NS / NP: registers of s / of P (pa, pa_prev). begin(t) waits for
+// tile t's data and issues the next loads; issue_s(t) / issue_pv(t) issue and commit one wgmma group each (P V
+// reads pa_prev); softmax(t, c0, c1) turns s into pa.
+template <int NS, int NP, class Begin, class IssueS, class IssuePV, class Softmax>
+__device__ __forceinline__ void tile_pipeline(int64_t n_tiles, float* s, float* acc, uint32_t* pa, uint32_t* pa_prev,
+                                              Begin&& begin, IssueS&& issue_s, IssuePV&& issue_pv,
+                                              Softmax&& softmax) {
+  if (n_tiles <= 0) return;
+  float c0, c1;
+  begin(0);
+  wg_fence();
+  issue_s(0);
+  wg_wait<0>();
+  wg_pin<NS>(s);
+  softmax(0, c0, c1);
+#pragma unroll
+  for (int i = 0; i < NP; ++i) pa_prev[i] = pa[i];
+  for (int64_t t = 1; t < n_tiles; ++t) {
+    begin(t);
+    wg_fence();
+    issue_s(t);
+    issue_pv(t - 1);
+    wg_wait<1>();  // S_t (committed first) is done; P_{t-1} V_{t-1} may still run
+    wg_pin<NS>(s);
+    softmax(t, c0, c1);
+    wg_wait<0>();
+    wg_pin<128>(acc);
+    wg_pin<NP>(pa_prev);
+    rescale(acc, c0, c1);
+#pragma unroll
+    for (int i = 0; i < NP; ++i) pa_prev[i] = pa[i];
+  }
+  begin(n_tiles);
+  wg_fence();
+  issue_pv(n_tiles - 1);
+  wg_wait<0>();
+  wg_pin<128>(acc);
+}
+
+// The rows' 1 / l (quad sums of the running sums; 0 for a row that saw no key).
+__device__ __forceinline__ void row_inverse(float l0, float l1, float& inv0, float& inv1) {
+#pragma unroll
+  for (int off = 1; off <= 2; off <<= 1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, off);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, off);
+  }
+  inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+}
+
 // One tile's scores -> probabilities, for the thread's two rows (g and g + 8 of its warp's 16): s holds NT
 // n-tiles of 8 keys in the accumulator layout, s[4 n + e] = (row g, key j0 + 8 n + 2 t4 + e) and
 // s[4 n + 2 + e] = (row g + 8, same key), a row's keys spread over the 4 lanes of a quad. Scales to log2
-// units, masks by position unless the tile is whole for every row, updates the running max m and sum l, sets
+// units, masks by position unless every row of the block (positions qmin .. qmax) sees the whole tile (keys at
+// positions kp0 + j0 .. kp0 + j0 + 8 NT - 1), updates the running max m and sum l, sets
 // the factors c0 / c1 by which the rows' output accumulators must be rescaled (rescale(), exactly 1 when a
 // max did not move), and packs P in bf16 as the A operand of NT / 2 k-steps of 16 keys (pa[4 ks .. 4 ks + 3]:
 // the mma.sync A layout).
 template <int NT>
 __device__ __forceinline__ void softmax_tile(float* s, uint32_t* pa, float& m0, float& m1, float& l0, float& l1,
-                                             float& c0, float& c1, bool whole, int64_t j0, int64_t S, int64_t kp0,
-                                             int64_t qp0, int64_t qp1, int window, float sl2, int t4) {
+                                             float& c0, float& c1, int64_t j0, int64_t S, int64_t kp0, int64_t qmin,
+                                             int64_t qmax, int64_t qp0, int64_t qp1, int window, float sl2, int t4) {
+  constexpr int kTileKeys = 8 * NT;
+  const bool whole =
+      j0 + kTileKeys <= S && kp0 + j0 + kTileKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
   float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
   for (int n = 0; n < NT; ++n)
@@ -96,16 +153,8 @@ __device__ __forceinline__ void softmax_tile(float* s, uint32_t* pa, float& m0, 
       mx0 = fmaxf(mx0, a);
       mx1 = fmaxf(mx1, b);
     }
-#pragma unroll
-  for (int off = 1; off <= 2; off <<= 1) {
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
-  }
-  const float nm0 = fmaxf(m0, mx0), nm1 = fmaxf(m1, mx1);
-  // A row with no visible key so far keeps m = -inf: its reference point is 0 (all p = 0, nothing scaled).
-  const float b0 = nm0 == -INFINITY ? 0.f : nm0, b1 = nm1 == -INFINITY ? 0.f : nm1;
-  c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
-  m0 = nm0, m1 = nm1;
+  float b0, b1;
+  online_max(mx0, mx1, m0, m1, b0, b1, c0, c1);
   l0 *= c0, l1 *= c1;
 #pragma unroll
   for (int n = 0; n < NT; ++n) {
@@ -171,10 +220,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t n_tiles = j_lo < j_hi ? (j_hi - j_lo + kKeys - 1) / kKeys : 0;
   if (n_tiles > 0) load(sk, k, j_lo);
   cp_async_commit();
-  // Iteration t: S_t = Q K_t^T and O += P_{t-1} V_{t-1} are issued together; the softmax of tile t runs while
-  // the tensor cores do P_{t-1} V_{t-1}, and O takes tile t's rescale once that product is done. The first
-  // iteration (no P V yet) and the last (no S) are peeled, so the steady state has no branches between the
-  // MMAs and their waits (ptxas serializes wgmma when it cannot prove the accumulators idle).
+  // The steps of tile_pipeline.
   uint32_t pa[16] = {}, pa_prev[16] = {};
   float s[32];
   auto begin_tile = [&](int64_t t) {
@@ -201,48 +247,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     wg_commit();
   };
   auto softmax = [&](int64_t t, float& c0, float& c1) {
-    const int64_t j0 = j_lo + t * kKeys;
-    const bool whole = j0 + kKeys <= S && kp0 + j0 + kKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
-    softmax_tile<8>(s, pa, m0, m1, l0, l1, c0, c1, whole, j0, S, kp0, qp0, qp1, window, sl2, t4);
+    softmax_tile<kKeys / 8>(s, pa, m0, m1, l0, l1, c0, c1, j_lo + t * kKeys, S, kp0, qmin, qmax, qp0, qp1, window,
+                            sl2, t4);
   };
-  if (n_tiles > 0) {
-    float c0, c1;
-    begin_tile(0);
-    wg_fence();
-    issue_s(0);
-    wg_wait<0>();
-    wg_pin<32>(s);
-    softmax(0, c0, c1);
-#pragma unroll
-    for (int i = 0; i < 16; ++i) pa_prev[i] = pa[i];
-    for (int64_t t = 1; t < n_tiles; ++t) {
-      begin_tile(t);
-      wg_fence();
-      issue_s(t);
-      issue_pv(t - 1);
-      wg_wait<1>();  // S_t (committed first) is done; P_{t-1} V_{t-1} may still run
-      wg_pin<32>(s);
-      softmax(t, c0, c1);
-      wg_wait<0>();
-      wg_pin<128>(acc);
-      wg_pin<16>(pa_prev);
-      rescale(acc, c0, c1);
-#pragma unroll
-      for (int i = 0; i < 16; ++i) pa_prev[i] = pa[i];
-    }
-    begin_tile(n_tiles);
-    wg_fence();
-    issue_pv(n_tiles - 1);
-    wg_wait<0>();
-    wg_pin<128>(acc);
-  }
+  tile_pipeline<32, 16>(n_tiles, s, acc, pa, pa_prev, begin_tile, issue_s, issue_pv, softmax);
   cp_async_wait<0>();
-#pragma unroll
-  for (int off = 1; off <= 2; off <<= 1) {
-    l0 += __shfl_xor_sync(0xffffffffu, l0, off);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, off);
-  }
-  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  float inv0, inv1;
+  row_inverse(l0, l1, inv0, inv1);
   const int64_t ocol = int64_t(h) * kHD + 2 * t4;
 #pragma unroll
   for (int n = 0; n < 32; ++n) {
@@ -305,8 +316,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   const float sl2 = scale * 1.4426950408889634f;
 
-  // The same pipeline as flash_wgmma_kernel: K tile t + 1 and V tile t load during iteration t; S_t is issued
-  // with P_{t-1} V_{t-1}, and the exchange and softmax of tile t run under that product.
+  // The same loads and tile_pipeline as flash_wgmma_kernel; the exchange and softmax of tile t run under
+  // P_{t-1} V_{t-1}.
   auto load = [&](char* base, const bf16* src, int64_t j0) {
     load_rows<kMKeys, kMChunks, kThreads>(base, src + int64_t(kh) * kMHD, ldkv, j0, S);
   };
@@ -352,48 +363,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       const float4 o4 = x4[((wg ^ 1) * 4 + i) * 128 + wt];
       s[4 * i] += o4.x, s[4 * i + 1] += o4.y, s[4 * i + 2] += o4.z, s[4 * i + 3] += o4.w;
     }
-    const int64_t j0 = j_lo + t * kMKeys;
-    const bool whole = j0 + kMKeys <= S && kp0 + j0 + kMKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
-    softmax_tile<4>(s, pa, m0, m1, l0, l1, c0, c1, whole, j0, S, kp0, qp, qp, window, sl2, t4);
+    softmax_tile<kMKeys / 8>(s, pa, m0, m1, l0, l1, c0, c1, j_lo + t * kMKeys, S, kp0, qmin, qmax, qp, qp, window,
+                             sl2, t4);
   };
-  if (n_tiles > 0) {
-    float c0, c1;
-    begin_tile(0);
-    wg_fence();
-    issue_s(0);
-    wg_wait<0>();
-    wg_pin<16>(s);
-    softmax(0, c0, c1);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) pa_prev[i] = pa[i];
-    for (int64_t t = 1; t < n_tiles; ++t) {
-      begin_tile(t);
-      wg_fence();
-      issue_s(t);
-      issue_pv(t - 1);
-      wg_wait<1>();
-      wg_pin<16>(s);
-      softmax(t, c0, c1);
-      wg_wait<0>();
-      wg_pin<128>(acc);
-      wg_pin<8>(pa_prev);
-      rescale(acc, c0, c1);
-#pragma unroll
-      for (int i = 0; i < 8; ++i) pa_prev[i] = pa[i];
-    }
-    begin_tile(n_tiles);
-    wg_fence();
-    issue_pv(n_tiles - 1);
-    wg_wait<0>();
-    wg_pin<128>(acc);
-  }
+  tile_pipeline<16, 8>(n_tiles, s, acc, pa, pa_prev, begin_tile, issue_s, issue_pv, softmax);
   cp_async_wait<0>();
-#pragma unroll
-  for (int off = 1; off <= 2; off <<= 1) {
-    l0 += __shfl_xor_sync(0xffffffffu, l0, off);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, off);
-  }
-  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  float inv0, inv1;
+  row_inverse(l0, l1, inv0, inv1);
   const int64_t t = p0 + warp;
   if (t >= T) return;
   bf16* o0 = o + t * ldq + int64_t(kh * 16 + g) * kMHD + 256 * wg + 2 * t4;

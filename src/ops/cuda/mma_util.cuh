@@ -43,6 +43,24 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 __device__ __forceinline__ uint4 pack8(const float4& a, const float4& b) {
   return make_uint4(pack_bf16(a.x, a.y), pack_bf16(a.z, a.w), pack_bf16(b.x, b.y), pack_bf16(b.z, b.w));
 }
+// The online softmax's max step for a thread's two rows (g and g + 8 of an m16 fragment), from this tile's
+// per-thread maxima mx0 / mx1 (log2 units): the quad's maxima, the new running maxima m0 / m1, the reference
+// points b0 / b1 for exp2(s - b), and the factors c0 / c1 that rescale what was accumulated so far (exactly 1
+// when a max did not move). A row with no visible key so far keeps m = -inf: its reference point is 0 (all
+// p = 0, nothing scaled).
+__device__ __forceinline__ void online_max(float mx0, float mx1, float& m0, float& m1, float& b0, float& b1,
+                                           float& c0, float& c1) {
+#pragma unroll
+  for (int off = 1; off <= 2; off <<= 1) {
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+  }
+  const float nm0 = fmaxf(m0, mx0), nm1 = fmaxf(m1, mx1);
+  b0 = nm0 == -INFINITY ? 0.f : nm0, b1 = nm1 == -INFINITY ? 0.f : nm1;
+  c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);  // m = -inf -> 0
+  m0 = nm0, m1 = nm1;
+}
+
 // 16 bytes global -> shared; zero-filled when !valid (the source address must still be mapped).
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
