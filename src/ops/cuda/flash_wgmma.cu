@@ -57,6 +57,28 @@ __device__ __forceinline__ void load_rows(char* tile, const bf16* src, int64_t l
   }
 }
 
+// The key slots [j_lo, j_hi) that a block with query positions qmin .. qmax may see: positions kp0 + j (keys
+// at consecutive positions), bounded by causality and the window.
+__device__ __forceinline__ void key_range(int64_t qmin, int64_t qmax, int64_t kp0, int64_t S, int window,
+                                          int64_t& j_lo, int64_t& j_hi) {
+  j_lo = window > 0 ? max(int64_t(0), qmin - window + 1 - kp0) : 0;
+  j_hi = min(S, qmax - kp0 + 1);
+}
+
+// The first step of tile_pipeline's iteration t for both kernels: K_t and V_{t-1} (issued one iteration ago)
+// have landed and are visible to the async proxy; after the barrier every warp is done with iteration t - 1, so
+// K_{t-1}'s stage takes K_{t+1} and V_{t-2}'s takes V_t (stages t & 1 of `bytes` each, KEYS keys a tile).
+template <int KEYS, class Load>
+__device__ __forceinline__ void next_tiles(int64_t t, int64_t n_tiles, int64_t j_lo, char* sk, char* sv, int bytes,
+                                           const bf16* k, const bf16* v, Load&& load) {
+  cp_async_wait<0>();
+  fence_proxy_async();
+  __syncthreads();
+  if (t + 1 < n_tiles) load(sk + ((t + 1) & 1) * bytes, k, j_lo + (t + 1) * KEYS);
+  if (t < n_tiles) load(sv + (t & 1) * bytes, v, j_lo + t * KEYS);
+  cp_async_commit();
+}
+
 // The 128 output accumulators (32 n-tiles: acc[4 n], acc[4 n + 1] row g; acc[4 n + 2], acc[4 n + 3] row g + 8)
 // times the rows' correction factors; skipped when no row of the warp moved its max (most tiles, once the
 // maxima settle).
@@ -198,10 +220,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     atomicMax(&s_qmax, p);
   }
   __syncthreads();
-  // The keys any row may see: positions k_pos0 + j, bounded by causality and the window.
   const int64_t kp0 = S > 0 ? k_pos[0] : 0, qmin = int64_t(s_qmin), qmax = int64_t(s_qmax);
-  const int64_t j_lo = window > 0 ? max(int64_t(0), qmin - window + 1 - kp0) : 0;
-  const int64_t j_hi = min(S, qmax - kp0 + 1);
+  int64_t j_lo, j_hi;
+  key_range(qmin, qmax, kp0, S, window, j_lo, j_hi);
   // This thread's two rows (g and g + 8 of its warp's 16).
   const int64_t row0 = i0 + warp * 16 + g, row1 = row0 + 8;
   const int64_t qp0 = row0 < T ? q_pos[row0] : INT64_MIN / 2, qp1 = row1 < T ? q_pos[row1] : INT64_MIN / 2;
@@ -212,7 +233,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   const float sl2 = scale * 1.4426950408889634f;  // scores in log2 units: exp2(s - m)
 
-  // K tile t + 1 and V tile t load during iteration t (stages t & 1), so each has a whole iteration to land.
+  // K tile t + 1 and V tile t load during iteration t (next_tiles), so each has a whole iteration to land.
   auto load = [&](char* base, const bf16* src, int64_t j0) {
     load_rows<kKeys, kChunks, kThreads>(base, src + int64_t(kh) * kHD, ldkv, j0, S);
   };
@@ -223,14 +244,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The steps of tile_pipeline.
   uint32_t pa[16] = {}, pa_prev[16] = {};
   float s[32];
-  auto begin_tile = [&](int64_t t) {
-    cp_async_wait<0>();  // K_t and V_{t-1}, issued one iteration ago
-    fence_proxy_async();
-    __syncthreads();     // ... visible to all; every warp is done with iteration t - 1 (K_{t-1}, V_{t-2} free)
-    if (t + 1 < n_tiles) load(sk + ((t + 1) & 1) * kTile, k, j_lo + (t + 1) * kKeys);
-    if (t < n_tiles) load(sv + (t & 1) * kTile, v, j_lo + t * kKeys);
-    cp_async_commit();
-  };
+  auto begin_tile = [&](int64_t t) { next_tiles<kKeys>(t, n_tiles, j_lo, sk, sv, kTile, k, v, load); };
   auto issue_s = [&](int64_t t) {  // 16 k-steps of 16 dims: step kk is 32 bytes into the rows of block kk / 4
     const uint64_t dk = wg_desc(smem_addr(sk + (t & 1) * kTile), 16, 1024);
 #pragma unroll
@@ -306,8 +320,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int i = 0; i < kMRows / 16; ++i)
     if (p0 + i < T) qmin = min(qmin, q_pos[p0 + i]), qmax = max(qmax, q_pos[p0 + i]);
   const int64_t kp0 = S > 0 ? k_pos[0] : 0;
-  const int64_t j_lo = window > 0 ? max(int64_t(0), qmin - window + 1 - kp0) : 0;
-  const int64_t j_hi = min(S, qmax - kp0 + 1);
+  int64_t j_lo, j_hi;
+  key_range(qmin, qmax, kp0, S, window, j_lo, j_hi);
   const int64_t qp = p0 + warp < T ? q_pos[p0 + warp] : INT64_MIN / 2;  // both of this thread's rows
 
   float acc[128];
@@ -328,14 +342,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t pa[8] = {}, pa_prev[8] = {};
   float s[16];
   float4* x4 = reinterpret_cast<float4*>(sx);  // [2 warpgroups][4][128 threads] float4s
-  auto begin_tile = [&](int64_t t) {
-    cp_async_wait<0>();
-    fence_proxy_async();
-    __syncthreads();  // every warp is done with iteration t - 1: K_{t-1}, V_{t-2} and the partials are free
-    if (t + 1 < n_tiles) load(sk + ((t + 1) & 1) * kMTile, k, j_lo + (t + 1) * kMKeys);
-    if (t < n_tiles) load(sv + (t & 1) * kMTile, v, j_lo + t * kMKeys);
-    cp_async_commit();
-  };
+  // (next_tiles' barrier also frees the partials' exchange area of iteration t - 1.)
+  auto begin_tile = [&](int64_t t) { next_tiles<kMKeys>(t, n_tiles, j_lo, sk, sv, kMTile, k, v, load); };
   auto issue_s = [&](int64_t t) {  // this warpgroup's 16 k-steps (dims 256 wg + 16 kk: block 4 wg + kk / 4)
     const uint64_t dk = wg_desc(smem_addr(sk + (t & 1) * kMTile), 16, 1024);
 #pragma unroll
