@@ -173,6 +173,41 @@ TEST(CudaOps, Linear) {
     }
 }
 
+// The decode GEMV's two forms (persistent, the default; plain with GEMMA4_GEMV_PERSISTENT=0) against the CPU:
+// fewer columns than the grid's warp groups, many columns per group (the 4-warp form below 16K columns, one warp
+// above), K whose 16-byte chunks do not fill the last load slot, and the q/k/v launch of three weights.
+TEST(CudaOps, DecodeGemvForms) {
+  REQUIRE_GPU();
+  for (bool persistent : {true, false}) {
+    if (!persistent) setenv("GEMMA4_GEMV_PERSISTENT", "0", 1);
+    for (auto [K, N] : {std::pair<int64_t, int64_t>{264, 33}, {264, 20000}, {3840, 5000}, {4104, 3840}, {15360, 700}})
+      for (int64_t M : {1, 4, 8}) {
+        Tensor x = randn({M, K}), w = randn({N, K}, 0.02f, DType::BF16);
+        Tensor want = Tensor::empty(DType::F32, {M, N});
+        cpu().linear(x, w, want, nullptr);
+        Tensor y = poisoned({M, N});
+        gpu().linear(gpu().to_device(x), gpu().to_device(w), y, nullptr);
+        compare(fmt::format("gemv {} M={} K={} N={}", persistent ? "persistent" : "plain", M, K, N), y, want, 1e-5f);
+      }
+    for (int64_t M : {1, 3}) {
+      const int64_t K = 3840;
+      Tensor x = randn({M, K}), wq = randn({4096, K}, 0.02f, DType::BF16), wk = randn({2048, K}, 0.02f, DType::BF16);
+      Tensor wv = randn({1000, K}, 0.02f, DType::BF16);
+      Tensor qc = Tensor::empty(DType::F32, {M, 4096}), kc = Tensor::empty(DType::F32, {M, 2048});
+      Tensor vc = Tensor::empty(DType::F32, {M, 1000});
+      cpu().linear_qkv(x, wq, wk, &wv, qc, kc, &vc);
+      Tensor qg = poisoned({M, 4096}), kg = poisoned({M, 2048}), vg = poisoned({M, 1000});
+      Tensor wvg = gpu().to_device(wv);
+      gpu().linear_qkv(gpu().to_device(x), gpu().to_device(wq), gpu().to_device(wk), &wvg, qg, kg, &vg);
+      const std::string form = persistent ? "persistent" : "plain";
+      compare(fmt::format("gemv q/k/v {} M={} (q)", form, M), qg, qc, 1e-5f);
+      compare(fmt::format("gemv q/k/v {} M={} (k)", form, M), kg, kc, 1e-5f);
+      compare(fmt::format("gemv q/k/v {} M={} (v)", form, M), vg, vc, 1e-5f);
+    }
+    unsetenv("GEMMA4_GEMV_PERSISTENT");
+  }
+}
+
 TEST(CudaOps, RmsNormAndLayerNorm) {
   REQUIRE_GPU();
   for (int64_t D : {16, 256, 512, 3840})

@@ -6,8 +6,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include "ops/cuda/device_util.cuh"
 #include "ops/cuda/kernels.h"
@@ -101,6 +103,102 @@ __global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __rest
   }
 }
 
+// The persistent form of gemv16_kernel: a grid of at most the resident blocks, group gid (KS warps) takes
+// columns gid, gid + G, gid + 2G, ... (G groups in the grid), and each lane walks its load slots (L per column,
+// the last one possibly past the row's end) across column boundaries, so the next column's first batch is in
+// flight while the current column is finished: no block turnover between columns, and the loads stay in
+// flight to the end of the group's work (the plain form's blocks each load one batch or a few and exit).
+// Partial sums of a column's KS warps meet in shared memory (two buffers, alternating by column) at a named
+// barrier of the group's warps.
+template <int WDT, int M, int KS>
+__global__ void __launch_bounds__(kWarps * 32) gemv16_persistent_kernel(const float* __restrict__ x, Segments seg,
+                                                                        int N_total, int K) {
+  __shared__ float part[2][kWarps][M];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gid = int(blockIdx.x) * (kWarps / KS) + warp / KS, G = int(gridDim.x) * (kWarps / KS);
+  const int kpart = warp % KS;
+  const int K8 = K / 8, step = 32 * KS;
+  const int L = (K8 + step - 1) / step;  // load slots per lane per column
+  const int ncols = gid < N_total ? (N_total - 1 - gid) / G + 1 : 0;
+  const int total = ncols * L;
+  const int c0 = lane + 32 * kpart;  // this lane's first chunk of a row
+  // Column n_all of the launch: its segment (constant indices into seg, as above).
+  auto seg_of = [&](int n_all) { return n_all < seg.end[0] ? 0 : n_all < seg.end[1] ? 1 : 2; };
+  auto row_of = [&](int n_all) {
+    const int i = seg_of(n_all);
+    const int64_t base = i == 0 ? 0 : i == 1 ? seg.end[0] : seg.end[1];
+    return (i == 0 ? seg.w[0] : i == 1 ? seg.w[1] : seg.w[2]) + (n_all - base) * K8 + c0;
+  };
+  // Load cursor: slot j of the column whose row (offset by c0) is lrow.
+  int lcol = gid, lj = 0;
+  const uint4* lrow = ncols > 0 ? row_of(gid) : nullptr;
+  uint4 u[kUnroll];
+  auto load_batch = [&](int s0) {
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) {
+      if (s0 + j >= total) break;
+      u[j] = c0 + step * lj < K8 ? ld_stream16(lrow + step * lj) : make_uint4(0, 0, 0, 0);
+      if (++lj == L) {
+        lj = 0, lcol += G;
+        if (lcol < N_total) lrow = row_of(lcol);
+      }
+    }
+  };
+  if (total > 0) load_batch(0);
+  pdl_wait();
+  pdl_trigger();
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) acc[m] = 0.f;
+  int ccol = gid, cj = 0, ci = 0;  // compute cursor; ci counts finished columns
+  for (int s0 = 0; s0 < total; s0 += kUnroll) {
+    uint4 cur[kUnroll];
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) cur[j] = u[j];
+    load_batch(s0 + kUnroll);
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) {
+      if (s0 + j >= total) break;
+      const int c = c0 + step * cj;
+      if (c < K8) {
+        float f[8];
+        widen8<WDT>(cur[j], f);
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[m] += dot8(f, x + m * K + c * 8);
+      }
+      if (++cj == L) {  // column ccol done
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[m] = warp_sum(acc[m]);
+        if constexpr (KS > 1) {
+          const int buf = ci & 1;
+          if (lane == 0)
+#pragma unroll
+            for (int m = 0; m < M; ++m) part[buf][warp][m] = acc[m];
+          // The group's KS warps only (barrier ids 1, 2, ...; 0 is __syncthreads').
+          asm volatile("bar.sync %0, %1;" ::"r"(1 + warp / KS), "r"(KS * 32) : "memory");
+#pragma unroll
+          for (int m = 0; m < M; ++m) {
+            acc[m] = 0.f;
+#pragma unroll
+            for (int p = 0; p < KS; ++p) acc[m] += part[buf][warp - kpart + p][m];
+          }
+        }
+        if (kpart == 0 && lane == 0) {
+          const int i = seg_of(ccol);
+          const int64_t base = i == 0 ? 0 : i == 1 ? seg.end[0] : seg.end[1];
+          const int64_t N = (i == 0 ? seg.end[0] : i == 1 ? seg.end[1] : seg.end[2]) - base;
+          float* y = (i == 0 ? seg.y[0] : i == 1 ? seg.y[1] : seg.y[2]) + (ccol - base);
+#pragma unroll
+          for (int m = 0; m < M; ++m) y[m * N] = acc[m];
+        }
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[m] = 0.f;
+        cj = 0, ccol += G, ++ci;
+      }
+    }
+  }
+}
+
 // F32 weights: 4 per 16-byte load; K % 4 == 0.
 template <int M>
 __global__ void __launch_bounds__(kWarps * 32) gemv32_kernel(const float* __restrict__ x, const float4* __restrict__ w,
@@ -138,16 +236,46 @@ int ks_override() {
   return ks;
 }
 
+// GEMMA4_GEMV_PERSISTENT=0 launches the plain form (for comparisons; read at every launch, so a test can
+// compare both forms in one process).
+bool persistent_enabled() {
+  const char* v = std::getenv("GEMMA4_GEMV_PERSISTENT");
+  return !(v && std::strcmp(v, "0") == 0);
+}
+
+// Blocks of `kernel` resident on the device at once (cached per kernel).
+template <typename Kernel>
+unsigned resident_blocks(Kernel kernel) {
+  static const unsigned n = [&] {
+    int dev = 0, sms = 0, per_sm = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, 0);
+    return unsigned(std::max(1, sms) * std::max(1, per_sm));
+  }();
+  return n;
+}
+
+template <int WDT, int M, int KS>
+void launch16_ks(const float* x, const Segments& seg, int64_t N, int64_t K, cudaStream_t s) {
+  const unsigned blocks = unsigned((N * KS + kWarps - 1) / kWarps);
+  if (persistent_enabled()) {
+    const unsigned grid = std::min(blocks, resident_blocks(gemv16_persistent_kernel<WDT, M, KS>));
+    launch_pdl(gemv16_persistent_kernel<WDT, M, KS>, dim3(grid), dim3(kWarps * 32), 0, s, x, seg, int(N), int(K));
+  } else {
+    launch_pdl(gemv16_kernel<WDT, M, KS>, dim3(blocks), dim3(kWarps * 32), 0, s, x, seg, N, K);
+  }
+}
+
 template <int WDT, int M>
 void launch16(const float* x, const Segments& seg, int64_t N, int64_t K, cudaStream_t s) {
   // Fewer than ~16K columns (a 132-SM GPU holds ~8K warps): 4 warps per column, so that enough loads are in
   // flight; the LM head (262K columns) runs one warp per column.
   const int forced = ks_override();
   const int ks = forced ? forced : N < 16384 ? 4 : 1;
-  const dim3 block(kWarps * 32), grid(unsigned((N * ks + kWarps - 1) / kWarps));
-  if (ks == 4) launch_pdl(gemv16_kernel<WDT, M, 4>, grid, block, 0, s, x, seg, N, K);
-  else if (ks == 2) launch_pdl(gemv16_kernel<WDT, M, 2>, grid, block, 0, s, x, seg, N, K);
-  else launch_pdl(gemv16_kernel<WDT, M, 1>, grid, block, 0, s, x, seg, N, K);
+  if (ks == 4) launch16_ks<WDT, M, 4>(x, seg, N, K, s);
+  else if (ks == 2) launch16_ks<WDT, M, 2>(x, seg, N, K, s);
+  else launch16_ks<WDT, M, 1>(x, seg, N, K, s);
 }
 
 template <int M>
