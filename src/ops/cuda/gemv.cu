@@ -109,10 +109,11 @@ __global__ void __launch_bounds__(kWarps * 32) gemv16_kernel(const float* __rest
 // flight while the current column is finished: no block turnover between columns, and the loads stay in
 // flight to the end of the group's work (the plain form's blocks each load one batch or a few and exit).
 // Partial sums of a column's KS warps meet in shared memory (two buffers, alternating by column) at a named
-// barrier of the group's warps.
+// barrier of the group's warps. One row fits 64 registers: 4 blocks an SM (fewer blocks an SM, or 8 loads a lane
+// per batch at 2 blocks an SM, were slower on every decode shape, see README).
 template <int WDT, int M, int KS>
-__global__ void __launch_bounds__(kWarps * 32) gemv16_persistent_kernel(const float* __restrict__ x, Segments seg,
-                                                                        int N_total, int K) {
+__global__ void __launch_bounds__(kWarps * 32, M == 1 ? 4 : 2)
+    gemv16_persistent_kernel(const float* __restrict__ x, Segments seg, int N_total, int K) {
   __shared__ float part[2][kWarps][M];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = int(blockIdx.x) * (kWarps / KS) + warp / KS, G = int(gridDim.x) * (kWarps / KS);
@@ -243,14 +244,14 @@ bool persistent_enabled() {
   return !(v && std::strcmp(v, "0") == 0);
 }
 
-// Blocks of `kernel` resident on the device at once (cached per kernel).
-template <typename Kernel>
-unsigned resident_blocks(Kernel kernel) {
-  static const unsigned n = [&] {
+// Blocks of Kernel resident on the device at once (queried once per kernel).
+template <auto Kernel>
+unsigned resident_blocks() {
+  static const unsigned n = [] {
     int dev = 0, sms = 0, per_sm = 0;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, 0);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, kWarps * 32, 0);
     return unsigned(std::max(1, sms) * std::max(1, per_sm));
   }();
   return n;
@@ -259,12 +260,17 @@ unsigned resident_blocks(Kernel kernel) {
 template <int WDT, int M, int KS>
 void launch16_ks(const float* x, const Segments& seg, int64_t N, int64_t K, cudaStream_t s) {
   const unsigned blocks = unsigned((N * KS + kWarps - 1) / kWarps);
-  if (persistent_enabled()) {
-    const unsigned grid = std::min(blocks, resident_blocks(gemv16_persistent_kernel<WDT, M, KS>));
-    launch_pdl(gemv16_persistent_kernel<WDT, M, KS>, dim3(grid), dim3(kWarps * 32), 0, s, x, seg, int(N), int(K));
-  } else {
-    launch_pdl(gemv16_kernel<WDT, M, KS>, dim3(blocks), dim3(kWarps * 32), 0, s, x, seg, N, K);
+  // Persistent for the 4-warp columns (< 16K columns); the LM head's one-warp columns are as fast or faster in
+  // the plain form (bench_cuda --micro on one H200: 431 against 440 us).
+  if constexpr (KS > 1) {
+    if (persistent_enabled()) {
+      constexpr auto kernel = gemv16_persistent_kernel<WDT, M, KS>;
+      const unsigned grid = std::min(blocks, resident_blocks<kernel>());
+      launch_pdl(kernel, dim3(grid), dim3(kWarps * 32), 0, s, x, seg, int(N), int(K));
+      return;
+    }
   }
+  launch_pdl(gemv16_kernel<WDT, M, KS>, dim3(blocks), dim3(kWarps * 32), 0, s, x, seg, N, K);
 }
 
 template <int WDT, int M>
