@@ -1240,6 +1240,73 @@ TEST(CudaSampling, ChooseTokensMatchesHostSampler) {
   std::printf("  [cuda sampling] %d batches of 6 rows: GPU choice == host sampler\n", checked);
 }
 
+// Many draws against the host sampler: 300 batches of 256 rows of 97 logits, temperature, top-k and top-p varied
+// by batch. Draws near a cumulative boundary take the neighbouring token unless the GPU's weights are the host's
+// to the last bits (z - max rounded to float before the exponential).
+TEST(CudaSampling, ManyDrawsMatchHostSampler) {
+  REQUIRE_GPU();
+  std::mt19937 g(77);
+  std::uniform_real_distribution<double> uni(0.0, 1.0);
+  const int64_t B = 256, V = 97;
+  int64_t mismatches = 0, draws = 0;
+  for (int batch = 0; batch < 300; ++batch) {
+    SamplingParams p;
+    p.temperature = 0.3 + 1.7 * uni(g);
+    p.top_k = batch % 3 == 0 ? 0 : 20 + batch % 50;
+    p.top_p = batch % 2 ? 1.0 : 0.5 + 0.45 * uni(g);
+    Tensor logits = randn({B, V}, 4.f);
+    Sampler host_sampler(p);
+    std::vector<Ops::TokenChoice> rows;
+    std::vector<int64_t> want, got;
+    for (int64_t b = 0; b < B; ++b) {
+      const double u = uni(g);
+      rows.push_back({p.temperature, p.top_k, p.top_p, u});
+      want.push_back(host_sampler.pick(logits.ptr<float>() + b * V, V, u));
+    }
+    Tensor dev = gpu().to_device(logits);
+    ASSERT_TRUE(gpu().choose_tokens(dev, rows, {}, got));
+    for (int64_t b = 0; b < B; ++b) mismatches += got[size_t(b)] != want[size_t(b)];
+    draws += B;
+  }
+  EXPECT_EQ(mismatches, 0) << "of " << draws << " draws";
+  std::printf("  [cuda sampling] %lld draws: %lld differ from the host sampler\n", (long long)draws,
+              (long long)mismatches);
+}
+
+// Signed zeros: the host sampler's comparisons tie -0.0 and +0.0 (then the smaller id first), so must the GPU's
+// order keys. Rounded random logits hit this (2 of 40 repetitions of ChooseTokensMatchesHostSampler failed).
+TEST(CudaSampling, SignedZerosTieAsOnTheHost) {
+  REQUIRE_GPU();
+  const int64_t V = 97;
+  for (int64_t big : {int64_t(V), int64_t(262144)})
+    for (double temperature : {0.0, 0.8})
+      for (int64_t top_k : {int64_t(0), int64_t(1), int64_t(2)}) {
+        const int64_t B = 4;
+        Tensor logits = Tensor::empty(DType::F32, {B, big});
+        for (int64_t i = 0; i < logits.numel(); ++i) logits.ptr<float>()[i] = -30.f;
+        for (int64_t b = 0; b < B; ++b) {  // the maxima: -0.0 before +0.0 (rows 0, 2) or after it (rows 1, 3)
+          float* r = logits.ptr<float>() + b * big;
+          r[3 + b] = b % 2 ? 0.0f : -0.0f;
+          r[big - 5] = b % 2 ? -0.0f : 0.0f;
+          r[10] = -0.0f;  // a third zero
+        }
+        SamplingParams p;
+        p.temperature = temperature, p.top_k = top_k;
+        Sampler host_sampler(p);
+        std::vector<Ops::TokenChoice> rows;
+        std::vector<int64_t> want, got;
+        Tensor host = logits.to_f32();
+        for (int64_t b = 0; b < B; ++b) {
+          const double u = (double(b) + 0.5) / double(B);
+          rows.push_back({p.temperature, p.top_k, p.top_p, u});
+          want.push_back(host_sampler.pick(host.ptr<float>() + b * big, big, u));
+        }
+        Tensor dev = gpu().to_device(logits);
+        ASSERT_TRUE(gpu().choose_tokens(dev, rows, {}, got));
+        EXPECT_EQ(got, want) << "V=" << big << " temperature " << temperature << " top_k " << top_k;
+      }
+}
+
 // Sampled generation (temperature, top-k, top-p, seeds) on the GPU follows the CPU token for token.
 TEST(CudaSampling, SampledGenerationMatchesCpu) {
   REQUIRE_GPU();

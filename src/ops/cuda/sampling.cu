@@ -21,7 +21,9 @@ namespace {
 constexpr int kThreads = 1024;
 
 __device__ __forceinline__ uint64_t order_key(float z, int64_t i) {
-  const uint32_t u = __float_as_uint(z);
+  // -0.0 and +0.0 are one value to the host sampler (its comparisons tie them, then the smaller id goes
+  // first): the sign bit of a zero must not order them here.
+  const uint32_t u = __float_as_uint(z == 0.f ? 0.f : z);
   const uint32_t ordered = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // larger float -> larger key
   return (uint64_t(ordered) << 32) | uint64_t(0xffffffffu - uint32_t(i));  // smaller id first among equals
 }
@@ -81,7 +83,7 @@ __device__ uint64_t select_prefix(const float* z, int64_t V, float inv_t, uint64
     __syncthreads();
     const uint64_t prefix = sh.prefix;
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-      const float zi = z[i] * inv_t;
+      const float zi = __fmul_rn(z[i], inv_t);  // never contracted with a later subtraction
       if (zi == -INFINITY) continue;
       const uint64_t key = order_key(zi, i);
       if (key < lo) continue;
@@ -130,7 +132,7 @@ __global__ void __launch_bounds__(kThreads)
   uint64_t best = 0;
   double count = 0;
   for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-    const float zi = z[i] * inv_t;
+    const float zi = __fmul_rn(z[i], inv_t);
     if (zi == -INFINITY) continue;
     const uint64_t k = order_key(zi, i);
     best = k > best ? k : best;
@@ -142,15 +144,17 @@ __global__ void __launch_bounds__(kThreads)
     if (threadIdx.x == 0) out[row] = -1;  // every token suppressed
     return;
   }
-  const double mx = double(key_value(best));
+  // e^(z - max) with z - max rounded to float first, as the host sampler computes it (the difference taken in
+  // double moves a weight by up to ~1e-7 relative, which can move a draw near a cumulative boundary).
+  const float mx = key_value(best);
   auto one = [](float) { return 1.0; };
-  auto mass = [mx](float zi) { return exp(double(zi) - mx); };
+  auto mass = [mx](float zi) { return exp(double(__fsub_rn(zi, mx))); };
   uint64_t lo = 0;  // candidates kept so far: keys >= lo
   if (top_k > 0 && double(top_k) < count) lo = select_prefix(z, V, inv_t, 0, double(top_k), false, one, sh);
   auto kept_mass = [&](uint64_t from) {
     double s = 0;
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-      const float zi = z[i] * inv_t;
+      const float zi = __fmul_rn(z[i], inv_t);
       if (zi != -INFINITY && order_key(zi, i) >= from) s += mass(zi);
     }
     return block_sum_d(s, sh);
@@ -167,7 +171,7 @@ __global__ void __launch_bounds__(kThreads)
   } else {  // rounding left the draw past the last candidate: the last kept one (as the host sampler)
     double kept = 0;
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
-      const float zi = z[i] * inv_t;
+      const float zi = __fmul_rn(z[i], inv_t);
       if (zi != -INFINITY && order_key(zi, i) >= lo) kept += 1;
     }
     kept = block_sum_d(kept, sh);
