@@ -386,6 +386,18 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
     if (s.kv_source < 0 && !shared_later[li])
       for (size_t b = 0; b < B; ++b) keysets[li][b] = KeySet{};
     if (lt) rec(lt->o, o);
+    if (!lt && !s.has_moe && P == 0 && li + 1 < layers_.size()) {
+      // A dense layer with another after it, outside training: the tail as one op (a backend may fuse it; the
+      // CUDA one has a one-launch form, opt-in), ending with the next layer's input norm in nbuf.
+      const int64_t I = s.intermediate_size;
+      Tensor attn_out = hbuf, m = nbuf, f = h2buf, next_a = nbuf;
+      Tensor g = rows_view(gbuf, T, I), u = rows_view(ubuf, T, I);
+      ops.layer_tail(x, o, lw.o_proj, lw.post_attention_layernorm, lw.pre_feedforward_layernorm, lw.gate_proj,
+                     lw.up_proj, lw.down_proj, lw.post_feedforward_layernorm, lw.layer_scalar,
+                     W.layers[li + 1].input_layernorm, eps, attn_out, m, g, u, f, next_a);
+      a_ready = true;
+      continue;
+    }
     Tensor attn_out = hbuf;
     ops.linear(o, lw.o_proj, attn_out);
     if (lt) rec(lt->p, attn_out);

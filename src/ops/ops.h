@@ -170,6 +170,22 @@ class Ops {
     linear(g, wd, out);
   }
 
+  // The rest of a dense layer after its attention output o (§2.4.3, §2.4.4), with the next layer's input norm:
+  //   x = x + rmsnorm(o . wo^T, w_post_attn);  m = rmsnorm(x, w_pre_ffw);
+  //   x = (x + rmsnorm(feed_forward(m), w_post_ffw)) * s;  next = rmsnorm(x, w_next).
+  // attn_out [T, H], m [T, H], g / u [T, I] and f [T, H] are the composition's scratch (their contents afterwards
+  // are unspecified); next may alias m. A fused backend may take the norms' statistics from partial sums, so its
+  // results can differ from the composition's in the last bits.
+  virtual void layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Tensor& w_post_attn,
+                          const Tensor& w_pre_ffw, const Tensor& wg, const Tensor& wu, const Tensor& wd,
+                          const Tensor& w_post_ffw, const Tensor& s, const Tensor& w_next, float eps, Tensor& attn_out,
+                          Tensor& m, Tensor& g, Tensor& u, Tensor& f, Tensor& next) {
+    linear(o, wo, attn_out);
+    add_rmsnorm_norm(x, attn_out, w_post_attn, eps, nullptr, w_pre_ffw, m);
+    feed_forward(m, wg, wu, wd, g, u, f);
+    add_rmsnorm_norm(x, f, w_post_ffw, eps, &s, w_next, next);
+  }
+
   // ---- Recorded steps (GPU decode, ops/cuda/step_graph.h). A caller repeating one forward shape (decode
   // steps) brackets each repetition with begin_step(key) / end_step(), end_step before reading results on the
   // host. Repetitions under one key must issue the same ops over the same tensors (pointers, shapes); only

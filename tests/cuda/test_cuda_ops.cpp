@@ -208,6 +208,52 @@ TEST(CudaOps, DecodeGemvForms) {
   }
 }
 
+// A decode row's layer tail in one launch (layer_tail.cu: o GEMV, add + norms, gate/up, down, add + norms with
+// grid barriers; GEMMA4_CUDA_LAYER_TAIL=1) against its composition on the same backend (the default) and on the
+// CPU: a small
+// shape (fewer columns than warp groups), the 12B's sliding (Q = 4096) and full (Q = 8192) layers. Twice each:
+// the barrier's counters are left ready for the next launch.
+TEST(CudaOps, LayerTailOneLaunch) {
+  REQUIRE_GPU();
+  for (auto [H, Q, I] : {std::tuple<int64_t, int64_t, int64_t>{256, 512, 1024}, {3840, 4096, 15360},
+                         {3840, 8192, 15360}}) {
+    Tensor x = randn({1, H}, 2.f), o = randn({1, Q});
+    Tensor wo = randn({H, Q}, 0.02f, DType::BF16), wg = randn({I, H}, 0.02f, DType::BF16);
+    Tensor wu = randn({I, H}, 0.02f, DType::BF16), wd = randn({H, I}, 0.02f, DType::BF16);
+    Tensor w1 = randn({H}, 1.f, DType::BF16), w2 = randn({H}, 1.f, DType::BF16), w3 = randn({H}, 1.f, DType::BF16);
+    Tensor w4 = randn({H}, 1.f, DType::BF16), s = Tensor::from_f32({0.7f}, {1}).to(DType::BF16);
+    auto scratch = [&](Ops& ops, int64_t n) { return ops.alloc(DType::F32, {1, n}); };
+    Tensor xc = Tensor::from_f32(x.f32_vector(), x.shape), next_c = scratch(cpu(), H);
+    {
+      Tensor a = scratch(cpu(), H), m = scratch(cpu(), H), g = scratch(cpu(), I), u = scratch(cpu(), I);
+      Tensor f = scratch(cpu(), H);
+      cpu().layer_tail(xc, o, wo, w1, w2, wg, wu, wd, w3, s, w4, 1e-6f, a, m, g, u, f, next_c);
+    }
+    Ops& gb = gpu_bf16();
+    Tensor dwo = gb.to_device(wo), dwg = gb.to_device(wg), dwu = gb.to_device(wu), dwd = gb.to_device(wd);
+    Tensor d1 = gb.to_device(w1), d2 = gb.to_device(w2), d3 = gb.to_device(w3), d4 = gb.to_device(w4);
+    Tensor ds = gb.to_device(s), dox = gb.to_device(o);
+    std::vector<float> first_x, first_next;
+    for (int run = 0; run < 3; ++run) {  // fused, fused again, composition
+      const bool fused = run < 2;
+      if (fused) setenv("GEMMA4_CUDA_LAYER_TAIL", "1", 1);
+      Tensor dx = gb.to_device(x), next = scratch(gb, H);
+      Tensor a = scratch(gb, H), m = scratch(gb, H), g = scratch(gb, I), u = scratch(gb, I), f = scratch(gb, H);
+      gb.layer_tail(dx, dox, dwo, d1, d2, dwg, dwu, dwd, d3, ds, d4, 1e-6f, a, m, g, u, f, next);
+      unsetenv("GEMMA4_CUDA_LAYER_TAIL");
+      const std::string what = fmt::format("layer_tail {} H={} Q={} I={}", fused ? "one launch" : "composition", H, Q, I);
+      compare(what + " (x)", dx, xc, 2e-5f);
+      compare(what + " (next)", next, next_c, 2e-5f);
+      if (run == 0) {
+        first_x = gb.to_host(dx).f32_vector(), first_next = gb.to_host(next).f32_vector();
+      } else if (run == 1) {
+        EXPECT_EQ(gb.to_host(dx).f32_vector(), first_x) << what;
+        EXPECT_EQ(gb.to_host(next).f32_vector(), first_next) << what;
+      }
+    }
+  }
+}
+
 TEST(CudaOps, RmsNormAndLayerNorm) {
   REQUIRE_GPU();
   for (int64_t D : {16, 256, 512, 3840})

@@ -56,6 +56,9 @@ CudaOps::CudaOps(Precision p) : precision_(p) {
   prof_.set_stream(stream_);
   split_counters_ = pool_->allocate(2 * kSplitCounters * sizeof(unsigned));
   check(cudaMemsetAsync(split_counters_.get(), 0, 2 * kSplitCounters * sizeof(unsigned), stream_), "split counters");
+  const size_t tail_bytes = 256 + size_t(8) * kLayerTailMaxBlocks * sizeof(float);
+  tail_scratch_ = pool_->allocate(tail_bytes);
+  check(cudaMemsetAsync(tail_scratch_.get(), 0, tail_bytes, stream_), "layer tail scratch");
 #ifdef GEMMA4_HAS_CUBLAS
   G4_CHECK(cublasCreate(&blas_) == CUBLAS_STATUS_SUCCESS, "cuBLAS: cublasCreate failed");
   cublasSetMathMode(blas_, CUBLAS_PEDANTIC_MATH);  // exact fp32 (no TF32) for the fp32 parity mode
@@ -261,6 +264,53 @@ void CudaOps::lt_gemm(const void* xb, const Tensor& w16, void* y, bool y_bf16, i
   (void)xb, (void)w16, (void)y, (void)y_bf16, (void)M;
   throw Error("this build has no cuBLAS");
 #endif
+}
+
+void CudaOps::layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Tensor& w_post_attn,
+                         const Tensor& w_pre_ffw, const Tensor& wg, const Tensor& wu, const Tensor& wd,
+                         const Tensor& w_post_ffw, const Tensor& s, const Tensor& w_next, float eps, Tensor& attn_out,
+                         Tensor& m, Tensor& g, Tensor& u, Tensor& f, Tensor& next) {
+  auto composition = [&] {
+    Ops::layer_tail(x, o, wo, w_post_attn, w_pre_ffw, wg, wu, wd, w_post_ffw, s, w_next, eps, attn_out, m, g, u, f,
+                    next);
+  };
+  // One decode row in bf16 precision (the GEMVs' territory), every tensor on the device in the shapes below.
+  if (!layer_tail_enabled() || precision_ != Precision::BF16) return composition();
+  const Tensor& wo16 = gemm_weight(wo);
+  const Tensor& wg16 = gemm_weight(wg);
+  const Tensor& wu16 = gemm_weight(wu);
+  const Tensor& wd16 = gemm_weight(wd);
+  const int64_t H = x.numel(), Q = o.numel(), I = wg16.ndim() == 2 ? wg16.dim(0) : 0;
+  bool ok = x.ndim() == 2 && x.dim(0) == 1 && H < (1 << 30) && Q < (1 << 30) && I < (1 << 30);
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&x, &o, &attn_out, &g, &f, &next})
+    ok = ok && t->device == Device::CUDA && t->dtype == DType::F32;
+  for (const Tensor* t : {&wo16, &wg16, &wu16, &wd16})
+    ok = ok && t->device == Device::CUDA && t->dtype == wo16.dtype && t->ndim() == 2;
+  for (const Tensor* t : {&w_post_attn, &w_pre_ffw, &w_post_ffw, &w_next})
+    ok = ok && t->device == Device::CUDA && t->numel() == H;
+  ok = ok && s.device == Device::CUDA && s.numel() == 1 && attn_out.numel() == H && f.numel() == H &&
+       next.numel() == H && g.numel() >= I && wo16.dim(0) == H && wo16.dim(1) == Q && wu16.shape == wg16.shape &&
+       wg16.dim(1) == H && wd16.dim(0) == H && wd16.dim(1) == I && wo16.dtype != DType::F32;
+  if (!ok) return composition();
+  const int wdt = wtype(wo16.dtype, "layer_tail");
+  LayerTailArgs a{};
+  a.o = o.ptr<float>();
+  a.wo = wo16.data, a.wg = wg16.data, a.wu = wu16.data, a.wd = wd16.data;
+  a.w1 = w_post_attn.data, a.w2 = w_pre_ffw.data, a.w3 = w_post_ffw.data, a.w4 = w_next.data, a.s = s.data;
+  a.wdt1 = wtype(w_post_attn.dtype, "layer_tail"), a.wdt2 = wtype(w_pre_ffw.dtype, "layer_tail");
+  a.wdt3 = wtype(w_post_ffw.dtype, "layer_tail"), a.wdt4 = wtype(w_next.dtype, "layer_tail");
+  a.sdt = wtype(s.dtype, "layer_tail");
+  a.x = x.ptr<float>(), a.a_out = attn_out.ptr<float>(), a.h_out = g.ptr<float>(), a.f_out = f.ptr<float>();
+  a.next = next.ptr<float>();
+  a.H = int(H), a.Q = int(Q), a.I = int(I), a.eps = eps;
+  if (!layer_tail_supported(a, wdt)) return composition();
+  auto prof = prof_.scope([&] { return fmt::format("layer_tail H={} Q={} I={}", H, Q, I); });
+  if (skip("layer_tail", {P(x.data), P(o.data), P(wo16.data), P(wg16.data), P(wu16.data), P(wd16.data),
+                          P(w_post_attn.data), P(w_pre_ffw.data), P(w_post_ffw.data), P(w_next.data), P(s.data),
+                          P(attn_out.data), P(g.data), P(f.data), P(next.data), uint64_t(H), uint64_t(Q),
+                          uint64_t(I), F(eps)}))
+    return;
+  check_launch(cuda::layer_tail(a, wdt, tail_sync(), tail_partials(), stream_), "layer_tail");
 }
 
 void CudaOps::feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, const Tensor& wd, Tensor& g,

@@ -116,6 +116,10 @@ class CudaOps final : public Ops {
   void linear_gelu_mul(const Tensor& x, const Tensor& wg, const Tensor& wu, Tensor& out, Tensor& scratch) override;
   // More than one row in bf16 precision: x to bf16 once, the gate and up GEMMs write bf16 into g and u, the
   // gelu product (bf16) goes straight into the down GEMM: no fp32 [M, I] tensors (prefill).
+  void layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Tensor& w_post_attn, const Tensor& w_pre_ffw,
+                  const Tensor& wg, const Tensor& wu, const Tensor& wd, const Tensor& w_post_ffw, const Tensor& s,
+                  const Tensor& w_next, float eps, Tensor& attn_out, Tensor& m, Tensor& g, Tensor& u, Tensor& f,
+                  Tensor& next) override;
   void feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, const Tensor& wd, Tensor& g, Tensor& u,
                     Tensor& out) override;
   // BF16 for the rows that take the tensor-core GEMMs: the norms then write the GEMMs' input directly.
@@ -160,6 +164,9 @@ class CudaOps final : public Ops {
   // Allocated with the backend, so a recorded step only reads the pointer.
   static constexpr int64_t kSplitCounters = 16384;
   unsigned* split_counters() { return static_cast<unsigned*>(split_counters_.get()); }
+  // layer_tail's grid barrier (2 zeroed words) and partial sums (layer_tail.cu), allocated with the backend.
+  unsigned* tail_sync() { return static_cast<unsigned*>(tail_scratch_.get()); }
+  float* tail_partials() { return reinterpret_cast<float*>(static_cast<char*>(tail_scratch_.get()) + 256); }
   static constexpr int64_t kGemmDecodeMinKeys = 512;
 
   void fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s, const Tensor* w2,
@@ -287,6 +294,13 @@ class CudaOps final : public Ops {
     const char* v = std::getenv("GEMMA4_CUDA_FLASH");
     return !(v && std::strcmp(v, "0") == 0);
   }();
+  // GEMMA4_CUDA_LAYER_TAIL=1: a decode row's layer tail runs as layer_tail.cu's one launch instead of the
+  // composition of five (o GEMV, add + norms, gate/up, down, add + norms). Opt-in: correct, but slower so far
+  // (README). Read per call, so a test can compare both in one process.
+  static bool layer_tail_enabled() {
+    const char* v = std::getenv("GEMMA4_CUDA_LAYER_TAIL");
+    return v && std::strcmp(v, "1") == 0;
+  }
   // GEMMA4_CUDA_DECODE_FUSION=0: a decode step's KV appends run as a launch of their own (store_kv_rows)
   // instead of inside qkv_norm_rope, for comparisons.
   const bool decode_fusion_ = [] {
@@ -302,6 +316,7 @@ class CudaOps final : public Ops {
   std::map<std::string, Tensor> constants_;
   std::map<const void*, Shadow> shadows_;
   std::shared_ptr<void> split_counters_;
+  std::shared_ptr<void> tail_scratch_;
 #ifdef GEMMA4_HAS_CUBLAS
   static constexpr size_t kBlasWorkspace = size_t(32) << 20;
   cublasHandle_t blas_ = nullptr, blas_tc_ = nullptr;

@@ -50,6 +50,25 @@ struct GemvPart {
 };
 int gemv_vec_multi(const float* x, int64_t M, int64_t K, const GemvPart* parts, int nparts, int wdt, cudaStream_t s);
 
+// ---- layer_tail.cu: a dense layer's tail for one decode row in one launch (ops.h layer_tail; the comment at
+// the top of the file): a = o . wo^T; x1 = x + rmsnorm(a, w1); m = rmsnorm(x1, w2); h = gelu(m . wg^T) * (m .
+// wu^T); f = h . wd^T; x = (x1 + rmsnorm(f, w3)) * s; next = rmsnorm(x, w4). Weights wo [H, Q], wg / wu [I, H],
+// wd [H, I] of dtype wdt (bf16 / f16); norm weights of any dtype; s a device scalar or null. a_out [H], h_out
+// [I], f_out [H]: device scratch (they hold a, h and f afterwards). sync: 2 zeroed words, partials:
+// 8 * kLayerTailMaxBlocks floats, both for this stream only (one launch at a time).
+struct LayerTailArgs {
+  const float* o;
+  const void *wo, *wg, *wu, *wd;
+  const void *w1, *w2, *w3, *w4, *s;
+  int wdt1, wdt2, wdt3, wdt4, sdt;
+  float *x, *a_out, *h_out, *f_out, *next;
+  int H, Q, I;
+  float eps;
+};
+constexpr int kLayerTailMaxBlocks = 1024;
+bool layer_tail_supported(const LayerTailArgs& a, int wdt);
+int layer_tail(const LayerTailArgs& a, int wdt, unsigned* sync, float* partials, cudaStream_t s);
+
 // ---- fused_kernels.cu (the fused forms of ops.h)
 // x = (x + rmsnorm(f, w)) * s; without w2 f = rmsnorm(f, w); with w2 out = rmsnorm(x, w2) (F32, or BF16 when
 // out_bf16; out may alias f, f is not written otherwise).
