@@ -9,12 +9,14 @@
 #include <string_view>
 #include <vector>
 
+#include "text/utf8.h"
+
 namespace gemma4::jinja {
 
 // Decodes one code point starting at s[i]; advances i. Invalid bytes decode as U+FFFD (inputs are validated
 // at the boundary, so this only guards against misuse).
 char32_t next_codepoint(std::string_view s, size_t& i);
-void append_utf8(std::string& out, char32_t cp);
+using tok::append_utf8;  // the tokenizer's encoder (text/utf8.h)
 std::u32string to_u32(std::string_view s);
 std::string to_utf8(std::u32string_view s);
 bool is_valid_utf8(std::string_view s);
