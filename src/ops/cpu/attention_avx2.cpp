@@ -1,6 +1,7 @@
 // AVX2/FMA attention kernel with the semantics of Ops::attention (declared in linear.h; see there). Compiled
 // with -mavx2 -mfma -mf16c -O3; call only when linear_has_avx2(). Like linear_avx2.cpp, this file uses no
-// standard-library templates or header inline functions shared with other translation units.
+// standard-library templates or inline functions shared with other translation units (avx2_common.h's have
+// internal linkage).
 //
 // Per task (query position t, KV head, a chunk of up to 8 of its query heads):
 //   pass 1: scores of the chunk's heads against every visible key; each key row is loaded once for all heads;
@@ -11,35 +12,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "ops/cpu/avx2_common.h"
 #include "ops/cpu/linear.h"
 
 namespace gemma4::cpu {
 namespace {
 
-// exp(x) for x <= 0 (softmax numerators); relative error ~2e-7; x below -87 gives 0.
-inline __m256 exp_neg(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.0f);
-  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);  // also true for -inf
-  x = _mm256_max_ps(x, lo);
-  // x = n ln2 + r, |r| <= ln2/2; ln2 split into a part exact in float and the remainder.
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  // e^r by its Taylor series to r^7/7! (truncation error < 3e-8 for |r| <= 0.347), Horner form.
-  __m256 p = _mm256_set1_ps(1.f / 5040.f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  // 2^n: n in [-126, 0] here, so the biased exponent is a normal one.
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-  return _mm256_andnot_ps(under, p);
-}
+using namespace avx2;  // exp_ps
 
 // The 8 horizontal sums of a[0..7], as one vector.
 inline __m256 hsum8x8(const __m256 a[8]) {
@@ -154,13 +133,13 @@ void attend_chunk(const float* q, const float* k, const float* v, int64_t S, int
     __m256 sum = _mm256_setzero_ps();
     int64_t s = 0;
     for (; s + 8 <= S; s += 8) {
-      const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(p + s), m));
+      const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(p + s), m));
       _mm256_storeu_ps(p + s, e);
       sum = _mm256_add_ps(sum, e);
     }
     alignas(32) float tail[8];
     for (int j = 0; j < 8; ++j) tail[j] = s + j < S ? p[s + j] : -__builtin_inff();
-    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_load_ps(tail), m));
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_load_ps(tail), m));
     _mm256_store_ps(tail, e);
     for (int j = 0; s + j < S; ++j) p[s + j] = tail[j];
     sum = _mm256_add_ps(sum, e);

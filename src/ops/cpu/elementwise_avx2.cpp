@@ -1,36 +1,19 @@
 // AVX2/FMA kernels for the row-wise ops that follow the matmuls in the decoder (declared in linear.h):
 // gelu_tanh(gate) * up and RMSNorm. Compiled with -mavx2 -mfma -mf16c -O3; call only when linear_has_avx2().
-// No standard-library templates or shared header inline functions here (see linear_avx2.cpp).
+// No standard-library templates or inline functions shared with other units here (avx2_common.h's have
+// internal linkage; see linear_avx2.cpp).
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
 
+#include "ops/cpu/avx2_common.h"
 #include "ops/cpu/linear.h"
 
 namespace gemma4::cpu {
 namespace {
 
-// exp(x) over the float range (relative error ~2e-7): below -87 gives 0, above 88 gives ~1.6e38.
-inline __m256 exp_ps(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.0f);
-  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.f / 5040.f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
+using namespace avx2;  // load8 / load1, exp_ps
 
 // gelu_tanh(x) = 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3); the second
 // form has no cancellation for any sign of u.
@@ -45,33 +28,6 @@ inline __m256 gelu_tanh_ps(__m256 x) {
 inline float gelu_tanh_1(float x) {
   const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
   return x / (1.f + expf(-2.f * u));
-}
-
-template <int WT>
-inline __m256 load8w(const void* w, int64_t i) {
-  if constexpr (WT == 0) {
-    return _mm256_loadu_ps(static_cast<const float*>(w) + i);
-  } else if constexpr (WT == 1) {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  } else {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i));
-    return _mm256_cvtph_ps(h);
-  }
-}
-
-template <int WT>
-inline float load1w(const void* w, int64_t i) {
-  if constexpr (WT == 0) {
-    return static_cast<const float*>(w)[i];
-  } else if constexpr (WT == 1) {
-    uint32_t u = uint32_t(static_cast<const uint16_t*>(w)[i]) << 16;
-    float f;
-    __builtin_memcpy(&f, &u, 4);
-    return f;
-  } else {
-    return _cvtsh_ss(static_cast<const uint16_t*>(w)[i]);
-  }
 }
 
 template <int WT>
@@ -105,8 +61,8 @@ void rmsnorm_rows(const float* x, const void* w, int64_t rows, int64_t D, float 
     int64_t j = 0;
     if (w) {
       for (; j + 8 <= D; j += 8)
-        _mm256_storeu_ps(yr + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + j), iv), load8w<WT>(w, j)));
-      for (; j < D; ++j) yr[j] = xr[j] * inv * load1w<WT>(w, j);
+        _mm256_storeu_ps(yr + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + j), iv), load8<WT>(w, j)));
+      for (; j < D; ++j) yr[j] = xr[j] * inv * load1<WT>(w, j);
     } else {
       for (; j + 8 <= D; j += 8) _mm256_storeu_ps(yr + j, _mm256_mul_ps(_mm256_loadu_ps(xr + j), iv));
       for (; j < D; ++j) yr[j] = xr[j] * inv;

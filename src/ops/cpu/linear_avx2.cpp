@@ -3,54 +3,21 @@
 //
 // This translation unit deliberately uses no C++ standard-library templates or inline functions shared
 // with other translation units (std::vector, fmt, ...): an out-of-line copy of such a function compiled
-// here with AVX2 could be the one the linker keeps, and would then fault on a CPU without AVX2.
+// here with AVX2 could be the one the linker keeps, and would then fault on a CPU without AVX2. The helpers
+// of avx2_common.h are in an anonymous namespace: each AVX2 unit has its own copy.
 #include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/cpu/avx2_common.h"
 #include "ops/cpu/linear.h"
 
 namespace gemma4::cpu::detail {
 namespace {
 
-enum WType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
-
-// 8 consecutive weights starting at element i, as f32.
-template <int WT>
-inline __m256 load8(const void* w, int64_t i) {
-  if constexpr (WT == kF32) {
-    return _mm256_loadu_ps(static_cast<const float*>(w) + i);
-  } else if constexpr (WT == kBF16) {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  } else {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i));
-    return _mm256_cvtph_ps(h);
-  }
-}
-
-template <int WT>
-inline float load1(const void* w, int64_t i) {
-  if constexpr (WT == kF32) {
-    return static_cast<const float*>(w)[i];
-  } else if constexpr (WT == kBF16) {
-    uint32_t u = uint32_t(static_cast<const uint16_t*>(w)[i]) << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-  } else {
-    return _cvtsh_ss(static_cast<const uint16_t*>(w)[i]);
-  }
-}
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using namespace avx2;  // WType, load8 / load1, hsum
 
 // A growable 64-byte-aligned scratch buffer owned by one thread (freed at thread exit).
 struct Scratch {
