@@ -13,18 +13,9 @@ void for_each_tensor(Weights& w, Fn&& fn) {
   for (Tensor* t : {&w.embed_tokens, &w.final_norm, &w.lm_head, &w.embed_tokens_per_layer,
                     &w.per_layer_model_projection, &w.per_layer_projection_norm, &w.audio_projection})
     fn(*t);
-  VisionEmbedderWeights& v = w.vision;
-  for (Tensor* t : {&v.patch_ln1_w, &v.patch_ln1_b, &v.patch_dense_w, &v.patch_dense_b, &v.patch_ln2_w, &v.patch_ln2_b,
-                    &v.pos_embedding, &v.pos_norm_w, &v.pos_norm_b, &v.projection})
-    fn(*t);
+  for (Tensor* t : tensor_slots(w.vision)) fn(*t);
   for (LayerWeights& l : w.layers)
-    for (Tensor* t : {&l.input_layernorm, &l.post_attention_layernorm, &l.pre_feedforward_layernorm,
-                      &l.post_feedforward_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.q_norm, &l.k_norm,
-                      &l.gate_proj, &l.up_proj, &l.down_proj, &l.layer_scalar, &l.per_layer_input_gate,
-                      &l.per_layer_projection, &l.post_per_layer_input_norm, &l.router_proj, &l.router_scale,
-                      &l.router_per_expert_scale, &l.experts_gate_up, &l.experts_down, &l.pre_feedforward_layernorm_2,
-                      &l.post_feedforward_layernorm_1, &l.post_feedforward_layernorm_2})
-      fn(*t);
+    for (Tensor* t : tensor_slots(l)) fn(*t);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // freshly allocated (random init, training). Filled by the HF key map (keymap.h); read by the forward.
 // A Tensor that is !defined() is absent for this layer/model (e.g. v_proj on k_eq_v full layers).
 #pragma once
+#include <array>
 #include <vector>
 
 #include "core/tensor.h"
@@ -35,6 +36,21 @@ struct VisionEmbedderWeights {  // spec §4.2
   Tensor pos_norm_w, pos_norm_b;      // [D]
   Tensor projection;                  // [H, D]
 };
+
+// Every tensor slot of a layer / of the vision embedder, defined or not, in declaration order (loaders, training
+// and checkpoints walk them in this order).
+inline std::array<Tensor*, 25> tensor_slots(LayerWeights& l) {
+  return {&l.input_layernorm, &l.post_attention_layernorm, &l.pre_feedforward_layernorm,
+          &l.post_feedforward_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.q_norm, &l.k_norm,
+          &l.gate_proj, &l.up_proj, &l.down_proj, &l.layer_scalar, &l.per_layer_input_gate,
+          &l.per_layer_projection, &l.post_per_layer_input_norm, &l.router_proj, &l.router_scale,
+          &l.router_per_expert_scale, &l.experts_gate_up, &l.experts_down, &l.pre_feedforward_layernorm_2,
+          &l.post_feedforward_layernorm_1, &l.post_feedforward_layernorm_2};
+}
+inline std::array<Tensor*, 10> tensor_slots(VisionEmbedderWeights& v) {
+  return {&v.patch_ln1_w, &v.patch_ln1_b, &v.patch_dense_w, &v.patch_dense_b, &v.patch_ln2_w,
+          &v.patch_ln2_b, &v.pos_embedding, &v.pos_norm_w, &v.pos_norm_b, &v.projection};
+}
 
 struct Weights {
   Tensor embed_tokens;  // [V, H]

@@ -15,19 +15,9 @@ void each_tensor(const ModelConfig& cfg, Weights& w, Fn fn) {
   v(w.embed_tokens), v(w.final_norm);
   if (!cfg.text.tie_word_embeddings) v(w.lm_head);
   v(w.embed_tokens_per_layer), v(w.per_layer_model_projection), v(w.per_layer_projection_norm);
-  for (auto& l : w.layers) {
-    for (Tensor* t : {&l.input_layernorm, &l.post_attention_layernorm, &l.pre_feedforward_layernorm,
-                      &l.post_feedforward_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.q_norm, &l.k_norm,
-                      &l.gate_proj, &l.up_proj, &l.down_proj, &l.layer_scalar, &l.per_layer_input_gate,
-                      &l.per_layer_projection, &l.post_per_layer_input_norm, &l.router_proj, &l.router_scale,
-                      &l.router_per_expert_scale, &l.experts_gate_up, &l.experts_down, &l.pre_feedforward_layernorm_2,
-                      &l.post_feedforward_layernorm_1, &l.post_feedforward_layernorm_2})
-      v(*t);
-  }
-  auto& vi = w.vision;
-  for (Tensor* t : {&vi.patch_ln1_w, &vi.patch_ln1_b, &vi.patch_dense_w, &vi.patch_dense_b, &vi.patch_ln2_w,
-                    &vi.patch_ln2_b, &vi.pos_embedding, &vi.pos_norm_w, &vi.pos_norm_b, &vi.projection})
-    v(*t);
+  for (auto& l : w.layers)
+    for (Tensor* t : tensor_slots(l)) v(*t);
+  for (Tensor* t : tensor_slots(w.vision)) v(*t);
   v(w.audio_projection);
 }
 
