@@ -150,20 +150,10 @@ void KVCache::slot_positions(int layer, std::vector<int64_t>& pos) const {
   for (int64_t i = 0; i < L.count; ++i) pos[i] = L.start_pos + (i - first_slot + L.capacity) % L.capacity;
 }
 
-Tensor KVCache::k_all(int layer) const {
+Tensor KVCache::all_rows(int layer, bool values) const {
   const Layer& L = layers_.at(layer);
-  G4_CHECK(L.capacity == 0, "KV cache: k_all of a ring layer");
-  if (L.count) return L.k.slice_rows(0, L.count);
-  Tensor t;
-  t.shape = {0, L.kv_dim};
-  t.device = ops_->device();
-  return t;
-}
-
-Tensor KVCache::v_all(int layer) const {
-  const Layer& L = layers_.at(layer);
-  G4_CHECK(L.capacity == 0, "KV cache: v_all of a ring layer");
-  if (L.count) return L.v.slice_rows(0, L.count);
+  G4_CHECK(L.capacity == 0, "KV cache: {}_all of a ring layer", values ? "v" : "k");
+  if (L.count) return (values ? L.v : L.k).slice_rows(0, L.count);
   Tensor t;
   t.shape = {0, L.kv_dim};
   t.device = ops_->device();

@@ -65,8 +65,8 @@ class KVCache {
   Tensor ring_v(int layer) const { return ring_rows(layer, true); }
   void slot_positions(int layer, std::vector<int64_t>& pos) const;
   // Full (unbounded) layers: contiguous K/V of positions 0 .. held(layer)-1, as [held, kv_dim] views.
-  Tensor k_all(int layer) const;
-  Tensor v_all(int layer) const;
+  Tensor k_all(int layer) const { return all_rows(layer, false); }
+  Tensor v_all(int layer) const { return all_rows(layer, true); }
 
  private:
   struct Layer {
@@ -80,6 +80,7 @@ class KVCache {
   Tensor alloc(int64_t rows, int64_t kv_dim) const;
   void grow(Layer& L, int64_t rows);
   Tensor ring_rows(int layer, bool values) const;
+  Tensor all_rows(int layer, bool values) const;
   void copy_rows(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_row, int64_t n) const;
 
   std::shared_ptr<Ops> own_ops_;  // the CPU ops when none was given
