@@ -157,7 +157,8 @@ __device__ void sum_partials(const float* partials, float* out) {
   __syncthreads();
 }
 
-// The block's four statistics from its groups' (fixed order), to partials[blockIdx.x].
+// The block's four statistics from its groups' (fixed order; every group's first lane has written its four),
+// to partials[blockIdx.x].
 __device__ void store_block_stats(float (*gstats)[4], float* partials) {
   __syncthreads();
   if (threadIdx.x < 4) {
@@ -187,7 +188,6 @@ __global__ void __launch_bounds__(kTailWarps * 32, 1)
   phase_load(po, 0, G, c0);
   pdl_wait();
   for (int i = threadIdx.x; i < Q; i += blockDim.x) vec[i] = a.o[i];
-  if (threadIdx.x < kTailGroups * 4) gstats[threadIdx.x / 4][threadIdx.x % 4] = 0.f;
   __syncthreads();
 
   // P1: a = o . wo^T.
@@ -229,7 +229,6 @@ __global__ void __launch_bounds__(kTailWarps * 32, 1)
 
   // P4: f = h . wd^T.
   for (int i = threadIdx.x; i < I; i += blockDim.x) vec[i] = __ldcg(a.h_out + i);
-  if (threadIdx.x < kTailGroups * 4) gstats[threadIdx.x / 4][threadIdx.x % 4] = 0.f;
   __syncthreads();
   float s_ff = 0.f, s_xfw = 0.f, s_fw2 = 0.f;
   phase_run<WDT, false>(pd, vec, gid, G, c0, warp, lane, part, [&](int n, float v, float) {
