@@ -125,7 +125,9 @@ Tensor CudaOps::to_host(const Tensor& t) {
 }
 
 void CudaOps::copy(const Tensor& src, Tensor& dst) {
-  auto prof = prof_.scope([&] { return std::string("copy"); });
+  auto prof = prof_.scope([&] {
+    return fmt::format("copy {} {} -> {}", shape_str(src.shape), dtype_name(src.dtype), dtype_name(dst.dtype));
+  });
   if (src.dtype != dst.dtype && src.device == Device::CUDA && dst.device == Device::CUDA) {  // F32 <-> BF16
     G4_CHECK(src.numel() == dst.numel(), "copy: {} elements into {}", src.numel(), dst.numel());
     const bool down = src.dtype == DType::F32 && dst.dtype == DType::BF16;
