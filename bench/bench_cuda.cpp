@@ -229,6 +229,33 @@ int run_micro(Precision prec, double bw) {
     Tensor a = ops->alloc(DType::F32, {1, 2048}), b = ops->alloc(DType::F32, {1, 2048});
     std::printf("%-48s %10.1f\n", "copy 8 KB (KV append)", time_us([&] { ops->copy(a, b); }));
   }
+  {  // A sliding layer's tail (o, add + norms, gate/up, down, add + norms): five launches against layer_tail.cu's
+     // one (GEMMA4_CUDA_LAYER_TAIL=1), weights cycled through 2 copies (> the L2) as for the GEMVs above.
+    const int64_t H = 3840, Q = 4096, I = 15360;
+    struct LayerW {
+      Tensor wo, wg, wu, wd;
+    };
+    std::vector<LayerW> ws;
+    for (int c = 0; c < 2; ++c)
+      ws.push_back({dev({H, Q}, DType::BF16), dev({I, H}, DType::BF16), dev({I, H}, DType::BF16), dev({H, I}, DType::BF16)});
+    Tensor w1 = dev({H}, DType::BF16), w2 = dev({H}, DType::BF16), w3 = dev({H}, DType::BF16), w4 = dev({H}, DType::BF16);
+    Tensor sc = ops->to_device(Tensor::from_f32({0.7f}, {1}).to(DType::BF16));
+    Tensor x = dev({1, H}, DType::F32), o = dev({1, Q}, DType::F32), next = ops->alloc(DType::F32, {1, H});
+    Tensor an = ops->alloc(DType::F32, {1, H}), m = ops->alloc(DType::F32, {1, H}), f = ops->alloc(DType::F32, {1, H});
+    Tensor g = ops->alloc(DType::F32, {1, I}), u = ops->alloc(DType::F32, {1, I});
+    for (const char* form : {"0", "1"}) {
+      setenv("GEMMA4_CUDA_LAYER_TAIL", form, 1);
+      int next_w = 0;
+      const double us = time_us([&] {
+        const LayerW& l = ws[next_w++ % 2];
+        ops->layer_tail(x, o, l.wo, w1, w2, l.wg, l.wu, l.wd, w3, sc, w4, 1e-6f, an, m, g, u, f, next);
+      });
+      std::printf("%-48s %10.1f %10.0f\n",
+                  form[0] == '1' ? "layer tail, one launch (12B sliding layer)" : "layer tail, five launches (12B sliding layer)",
+                  us, (ws[0].wo.nbytes() + 2 * ws[0].wg.nbytes() + ws[0].wd.nbytes()) / (us * 1e3));
+    }
+    unsetenv("GEMMA4_CUDA_LAYER_TAIL");
+  }
   std::printf("(copy bandwidth %.0f GB/s)\n", bw / 1e9);
   return 0;
 }
