@@ -237,8 +237,10 @@ int run_micro(Precision prec, double bw) {
     };
     std::vector<LayerW> ws;
     for (int c = 0; c < 2; ++c)
-      ws.push_back({dev({H, Q}, DType::BF16), dev({I, H}, DType::BF16), dev({I, H}, DType::BF16), dev({H, I}, DType::BF16)});
-    Tensor w1 = dev({H}, DType::BF16), w2 = dev({H}, DType::BF16), w3 = dev({H}, DType::BF16), w4 = dev({H}, DType::BF16);
+      ws.push_back(
+          {dev({H, Q}, DType::BF16), dev({I, H}, DType::BF16), dev({I, H}, DType::BF16), dev({H, I}, DType::BF16)});
+    Tensor w1 = dev({H}, DType::BF16), w2 = dev({H}, DType::BF16), w3 = dev({H}, DType::BF16);
+    Tensor w4 = dev({H}, DType::BF16);
     Tensor sc = ops->to_device(Tensor::from_f32({0.7f}, {1}).to(DType::BF16));
     Tensor x = dev({1, H}, DType::F32), o = dev({1, Q}, DType::F32), next = ops->alloc(DType::F32, {1, H});
     Tensor an = ops->alloc(DType::F32, {1, H}), m = ops->alloc(DType::F32, {1, H}), f = ops->alloc(DType::F32, {1, H});
@@ -250,9 +252,9 @@ int run_micro(Precision prec, double bw) {
         const LayerW& l = ws[next_w++ % 2];
         ops->layer_tail(x, o, l.wo, w1, w2, l.wg, l.wu, l.wd, w3, sc, w4, 1e-6f, an, m, g, u, f, next);
       });
-      std::printf("%-48s %10.1f %10.0f\n",
-                  form[0] == '1' ? "layer tail, one launch (12B sliding layer)" : "layer tail, five launches (12B sliding layer)",
-                  us, (ws[0].wo.nbytes() + 2 * ws[0].wg.nbytes() + ws[0].wd.nbytes()) / (us * 1e3));
+      const char* what =
+          form[0] == '1' ? "layer tail, one launch (12B sliding layer)" : "layer tail, five launches (12B sliding layer)";
+      std::printf("%-48s %10.1f %10.0f\n", what, us, (ws[0].wo.nbytes() + 2 * ws[0].wg.nbytes() + ws[0].wd.nbytes()) / (us * 1e3));
     }
     unsetenv("GEMMA4_CUDA_LAYER_TAIL");
   }

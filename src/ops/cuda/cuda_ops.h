@@ -114,12 +114,14 @@ class CudaOps final : public Ops {
                     const std::vector<float>& inv_freq) override;
 
   void linear_gelu_mul(const Tensor& x, const Tensor& wg, const Tensor& wu, Tensor& out, Tensor& scratch) override;
-  // More than one row in bf16 precision: x to bf16 once, the gate and up GEMMs write bf16 into g and u, the
-  // gelu product (bf16) goes straight into the down GEMM: no fp32 [M, I] tensors (prefill).
+  // One decode row in bf16 precision with GEMMA4_CUDA_LAYER_TAIL=1: layer_tail.cu's one launch; otherwise the
+  // composition.
   void layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Tensor& w_post_attn, const Tensor& w_pre_ffw,
                   const Tensor& wg, const Tensor& wu, const Tensor& wd, const Tensor& w_post_ffw, const Tensor& s,
                   const Tensor& w_next, float eps, Tensor& attn_out, Tensor& m, Tensor& g, Tensor& u, Tensor& f,
                   Tensor& next) override;
+  // More than one row in bf16 precision: x to bf16 once, the gate and up GEMMs write bf16 into g and u, the
+  // gelu product (bf16) goes straight into the down GEMM: no fp32 [M, I] tensors (prefill).
   void feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, const Tensor& wd, Tensor& g, Tensor& u,
                     Tensor& out) override;
   // BF16 for the rows that take the tensor-core GEMMs: the norms then write the GEMMs' input directly.

@@ -269,7 +269,8 @@ void launch16_ks(const float* x, const Segments& seg, int64_t N, int64_t K, cuda
       // 132 SMs: 480 blocks, 4 columns every group, instead of 528 blocks with groups of 3 or 4): decode at 4K on
       // an H200 7.05 -> 7.00 ms a step (README). Leaving 4 more SMs free did not change it, 8 or 16 was slower.
       const unsigned resident = std::min(blocks, resident_blocks<kernel>());
-      const int64_t per_block = kWarps / KS, cols = (N + int64_t(resident) * per_block - 1) / (int64_t(resident) * per_block);
+      const int64_t per_block = kWarps / KS, groups = int64_t(resident) * per_block;
+      const int64_t cols = (N + groups - 1) / groups;  // columns per group
       const unsigned grid = unsigned(((N + cols - 1) / cols + per_block - 1) / per_block);
       launch_pdl(kernel, dim3(grid), dim3(kWarps * 32), 0, s, x, seg, int(N), int(K));
       return;
