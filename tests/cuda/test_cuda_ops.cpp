@@ -576,16 +576,23 @@ TEST(CudaOps, FusedForms) {
     gpu().rmsnorm_rope(xg, gpu().to_device(w), 1e-6f, nh, hd, pos.data(), freq);
     compare(fmt::format("rmsnorm_rope heads={} hd={}", nh, hd), xg, xc);
   }
-  for (int64_t M : {1, 3, 20})
-    for (DType wdt : {DType::BF16, DType::F32}) {
-      const int64_t K = 3840, N = 136;
-      Tensor x = randn({M, K}), wg = randn({N, K}, 0.02f, wdt), wu = randn({N, K}, 0.02f, wdt);
-      Tensor want = Tensor::empty(DType::F32, {M, N}), scratch = Tensor::empty(DType::F32, {M, N});
-      cpu().linear_gelu_mul(x, wg, wu, want, scratch);
-      Tensor out = poisoned({M, N}), gs = gpu().alloc(DType::F32, {M, N});
-      gpu().linear_gelu_mul(gpu().to_device(x), gpu().to_device(wg), gpu().to_device(wu), out, gs);
-      compare(fmt::format("linear_gelu_mul w={} M={} K={} N={}", dtype_name(wdt), M, K, N), out, want, 1e-5f);
-    }
+  // The gate/up GEMV with 4 (default), 2 and 1 warps per column; K = 264: most of a column's warps see no chunk.
+  for (const char* ks : {"4", "2", "1"}) {
+    setenv("GEMMA4_GELU_KS", ks, 1);
+    for (int64_t M : {1, 3, 20})
+      for (int64_t K : {3840, 264})
+        for (DType wdt : {DType::BF16, DType::F32}) {
+          const int64_t N = 136;
+          Tensor x = randn({M, K}), wg = randn({N, K}, 0.02f, wdt), wu = randn({N, K}, 0.02f, wdt);
+          Tensor want = Tensor::empty(DType::F32, {M, N}), scratch = Tensor::empty(DType::F32, {M, N});
+          cpu().linear_gelu_mul(x, wg, wu, want, scratch);
+          Tensor out = poisoned({M, N}), gs = gpu().alloc(DType::F32, {M, N});
+          gpu().linear_gelu_mul(gpu().to_device(x), gpu().to_device(wg), gpu().to_device(wu), out, gs);
+          compare(fmt::format("linear_gelu_mul ks={} w={} M={} K={} N={}", ks, dtype_name(wdt), M, K, N), out, want,
+                  1e-5f);
+        }
+  }
+  unsetenv("GEMMA4_GELU_KS");
   // Matmul inputs kept in bf16 (matmul_input_dtype): BF16 for the tensor-core rows, F32 for one row and in f32
   // precision; BF16 inputs give the results of their F32 values on every path (the GEMMs read them as they
   // are, the others widen them), including weights the tensor-core path does not take (F16).
