@@ -49,6 +49,7 @@ Model::Model(ModelConfig cfg, Weights w, std::unique_ptr<Ops> ops)
       for (Tensor* t : {&l.router_proj, &l.router_scale, &l.router_per_expert_scale, &l.experts_gate_up,
                         &l.experts_down, &l.pre_feedforward_layernorm_2, &l.post_feedforward_layernorm_2})
         *t = Tensor{};
+    pack_gate_up();
     std::map<const void*, Tensor> uploaded;
     for_each_tensor(*dev_w_, [&](Tensor& t) {
       if (!t.data) return;
@@ -61,6 +62,27 @@ Model::Model(ModelConfig cfg, Weights w, std::unique_ptr<Ops> ops)
       t = ops_->to_device(t);
       uploaded.emplace(key, t);
     });
+  }
+}
+
+// Each dense layer's gate and up projections side by side in one device allocation ([2I, K], gate rows first):
+// a backend's prefill may then run them as one GEMM (CudaOps::feed_forward). Weights built on the device (the
+// benchmark's) are moved into the packed copy in w_ too, so that their separate allocations are freed.
+void Model::pack_gate_up() {
+  for (size_t li = 0; li < dev_w_->layers.size(); ++li) {
+    LayerWeights& l = dev_w_->layers[li];
+    const Tensor g = l.gate_proj, u = l.up_proj;
+    if (!g.data || !u.data || g.dtype != u.dtype || g.shape != u.shape || g.ndim() != 2 || g.data == u.data) continue;
+    if (g.device != Device::CPU && static_cast<const char*>(g.data) + g.nbytes() == u.data) continue;  // packed
+    const int64_t I = g.dim(0);
+    Tensor both = ops_->alloc(g.dtype, {2 * I, g.dim(1)});
+    Tensor dg = both.slice_rows(0, I), du = both.slice_rows(I, 2 * I);
+    ops_->copy(g, dg);
+    ops_->copy(u, du);
+    l.gate_proj = dg, l.up_proj = du;
+    LayerWeights& host = w_.layers[li];
+    if (host.gate_proj.device != Device::CPU) host.gate_proj = dg;
+    if (host.up_proj.device != Device::CPU) host.up_proj = du;
   }
 }
 

@@ -81,6 +81,7 @@ class Model {
   void backward(const Tape& tape, const Tensor& logits, const Tensor& dlogits, Weights& grads);
 
  private:
+  void pack_gate_up();  // the constructor's (GPU backends): gate and up projections in one allocation a layer
   Tensor forward_impl(const std::vector<std::vector<int64_t>>& seqs, const std::vector<KVCache*>& caches,
                       const MultimodalInputs* mm, bool all_logits, Tape* tape, bool logits_on_device,
                       bool pending_input);

@@ -647,6 +647,16 @@ TEST(CudaOps, FusedForms) {
         o->feed_forward(o->to_device(x), o->to_device(wg), o->to_device(wu), o->to_device(wd), gg, gu, out);
         compare(fmt::format("feed_forward{} w={} M={} K={} I={} N={}", bf ? " bf16" : "", dtype_name(wdt), M, K, I, N),
                 out, want, bf ? 2e-2f : 1e-5f);
+        if (!bf || wdt != DType::BF16) continue;
+        // Gate and up in one allocation (as Model packs them): one GEMM of 2I columns in a prefill.
+        Tensor both = o->alloc(DType::BF16, {2 * I, K});
+        Tensor pg = both.slice_rows(0, I), pu = both.slice_rows(I, 2 * I);
+        o->copy(wg, pg), o->copy(wu, pu);
+        Tensor packed = poisoned({M, N});
+        o->feed_forward(o->to_device(x), pg, pu, o->to_device(wd), gg, gu, packed);
+        const std::string what = fmt::format("feed_forward bf16 gate|up packed M={} K={} I={} N={}", M, K, I, N);
+        compare(what, packed, want, 2e-2f);
+        compare(what + " (against unpacked)", packed, o->to_host(out), 1e-3f);
       }
     }
   // The attention inputs of a layer: q/k/v projections in one launch (3 or 2 segments, K = V), then the fused

@@ -194,10 +194,12 @@ __global__ void gelu_tanh_mul4_kernel(const float4* g, const float4* u, float4* 
   }
 }
 // bf16 gate and up (the prefill GEMMs' outputs) to the bf16 input of the down GEMM, 8 values a thread
-// (n % 8 == 0, 16-byte aligned); fp32 arithmetic.
-__global__ void gelu_tanh_mul_bf16x8_kernel(const uint4* g, const uint4* u, uint4* o, int64_t n8) {
+// (rows of w8 chunks; gate and up rows ld8 chunks apart, 16-byte aligned); fp32 arithmetic.
+__global__ void gelu_tanh_mul_bf16x8_kernel(const uint4* g, const uint4* u, uint4* o, int64_t n8, int64_t w8,
+                                            int64_t ld8) {
   G4_GRID_LOOP(i, n8) {
-    const uint4 a = g[i], b = u[i];
+    const int64_t r = i / w8, src = r * ld8 + (i - r * w8);
+    const uint4 a = g[src], b = u[src];
     const uint32_t av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
     uint32_t ov[4];
 #pragma unroll
@@ -293,11 +295,14 @@ int gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cud
     gelu_tanh_mul_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(gate, up, out, n);
   return last();
 }
-int gelu_tanh_mul_bf16(const void* gate, const void* up, void* out, int64_t n, cudaStream_t s) {
-  if (n % 8 || (uintptr_t(gate) | uintptr_t(up) | uintptr_t(out)) % 16) return int(cudaErrorInvalidValue);
-  if (n > 0)
-    gelu_tanh_mul_bf16x8_kernel<<<unsigned(blocks_for(n / 8, 256)), 256, 0, s>>>(
-        static_cast<const uint4*>(gate), static_cast<const uint4*>(up), static_cast<uint4*>(out), n / 8);
+int gelu_tanh_mul_bf16(const void* gate, const void* up, void* out, int64_t rows, int64_t width, int64_t ld,
+                       cudaStream_t s) {
+  if (width % 8 || ld % 8 || ld < width || (uintptr_t(gate) | uintptr_t(up) | uintptr_t(out)) % 16)
+    return int(cudaErrorInvalidValue);
+  const int64_t n8 = rows * (width / 8);
+  if (n8 > 0)
+    gelu_tanh_mul_bf16x8_kernel<<<unsigned(blocks_for(n8, 256)), 256, 0, s>>>(
+        static_cast<const uint4*>(gate), static_cast<const uint4*>(up), static_cast<uint4*>(out), n8, width / 8, ld / 8);
   return last();
 }
 int gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t s) {

@@ -30,9 +30,11 @@ int embedding(const void* table, int tdt, int64_t D, const int64_t* ids, int64_t
 // pos [T], inv_freq [head_dim/2] on the device.
 int rope(float* x, int64_t T, int n_heads, int head_dim, const int64_t* pos, const float* inv_freq, cudaStream_t s);
 int gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
-// bf16 in, bf16 out (n % 8 == 0, pointers 16-byte aligned, else cudaErrorInvalidValue): the prefill
-// feed-forward between its GEMMs.
-int gelu_tanh_mul_bf16(const void* gate, const void* up, void* out, int64_t n, cudaStream_t s);
+// The prefill feed-forward between its GEMMs, bf16 in and out: out [rows, width] = gelu_tanh(gate) * up, gate
+// and up rows ld elements apart (ld = width for separate [rows, width] tensors, 2 width for one [rows, gate |
+// up] GEMM output); width and ld % 8 == 0 and pointers 16-byte aligned, else cudaErrorInvalidValue.
+int gelu_tanh_mul_bf16(const void* gate, const void* up, void* out, int64_t rows, int64_t width, int64_t ld,
+                       cudaStream_t s);
 int gelu_tanh(const float* x, float* out, int64_t n, cudaStream_t s);
 int add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
 // x *= scalar (a host constant, or element 0 of a device tensor of type sdt when sdev != nullptr).
