@@ -25,6 +25,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <type_traits>
 
 #include "ops/cuda/device_util.cuh"
 #include "ops/cuda/kernels.h"
@@ -72,8 +74,12 @@ __device__ KeySlice<KV> key_slice(const DecodeSeq* seqs, const int32_t* row_seq,
   return ks;
 }
 
-// HD = head_dim (256 or 512), G = query heads per KV head (1..4).
-template <int HD, int G, typename KV>
+// HD = head_dim (256 or 512), G = query heads per KV head (1..4). PRE (one query row, bf16 cache): each warp
+// loads its first keys before the PDL wait, while the kernel before (the q/k/v norms, which append the step's
+// own K/V row) still runs; every other row of the cache is final by then, and the step's own row (the slot
+// holding position q_pos) is read again after the wait. Launch parameters (seqs, q_pos, k_pos) are host
+// uploads made before the step's first kernel.
+template <int HD, int G, typename KV, bool PRE>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_small_g_kernel(const float* __restrict__ q, const DecodeSeq* __restrict__ seqs,
                           const int32_t* __restrict__ row_seq, int64_t s_cap, int Hkv, float scale,
@@ -87,8 +93,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   __shared__ float s_m[kWarps][G], s_l[kWarps][G];
   __shared__ __align__(16) float s_acc[kWarps][HD];
   __shared__ bool s_last;
-  pdl_wait();
-  pdl_trigger();
+  if constexpr (!PRE) {
+    pdl_wait();
+    pdl_trigger();
+  }
   const int kh = blockIdx.x, split = blockIdx.y, nsplit = gridDim.y;
   const int64_t t = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -100,6 +108,47 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t qp = q_pos[t];
   // Dim of element e of this lane: block b = e / 8 at 256 b + 8 lane.
   auto dim = [&](int b) { return 256 * b + 8 * lane; };
+  float kf[kInFlight][E], vf[kInFlight][E];
+  bool vis[kInFlight];
+  auto load_key = [&](int u, int64_t row) {
+#pragma unroll
+    for (int b = 0; b < NB; ++b) {
+      load8(k + row * kstride + int64_t(kh) * HD + dim(b), &kf[u][8 * b]);
+      load8(v + row * kstride + int64_t(kh) * HD + dim(b), &vf[u][8 * b]);
+    }
+  };
+  auto load_keys = [&](int64_t base) {
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int64_t i = base + u, s = s0 + i;
+      vis[u] = i < len && visible_key(qp, ks.position(s, k_pos), window);
+      load_key(u, vis[u] ? s : s0);  // an in-range row; its values are unused when !vis
+    }
+  };
+  const int64_t base0 = int64_t(warp) * kInFlight;
+  // PRE: the first keys as loaded (bf16, 16 bytes a load), widened when used, so they cost no more registers
+  // than the loop's own loads.
+  uint4 kr[PRE ? kInFlight : 1][NB], vr[PRE ? kInFlight : 1][NB];
+  if constexpr (PRE) {
+    auto raw_key = [&](int u, int64_t row) {
+#pragma unroll
+      for (int b = 0; b < NB; ++b) {
+        kr[u][b] = *reinterpret_cast<const uint4*>(k + row * kstride + int64_t(kh) * HD + dim(b));
+        vr[u][b] = *reinterpret_cast<const uint4*>(v + row * kstride + int64_t(kh) * HD + dim(b));
+      }
+    };
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int64_t i = base0 + u, s = s0 + i;
+      vis[u] = i < len && visible_key(qp, ks.position(s, k_pos), window);
+      raw_key(u, vis[u] ? s : s0);
+    }
+    pdl_wait();
+    pdl_trigger();
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u)
+      if (vis[u] && ks.position(s0 + base0 + u, k_pos) == qp) raw_key(u, s0 + base0 + u);  // the step's own row
+  }
   float qf[G][E];
 #pragma unroll
   for (int j = 0; j < G; ++j)
@@ -113,20 +162,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int e = 0; e < E; ++e) acc[j][e] = 0.f;
   }
   const float sl2 = scale * 1.4426950408889634f;  // scores in log2 units
-  for (int64_t base = int64_t(warp) * kInFlight; base < len; base += int64_t(kWarps) * kInFlight) {
-    float kf[kInFlight][E], vf[kInFlight][E];
-    bool vis[kInFlight];
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u) {
-      const int64_t i = base + u, s = s0 + i;
-      vis[u] = i < len && visible_key(qp, ks.position(s, k_pos), window);
-      const int64_t row = vis[u] ? s : s0;  // an in-range row; its values are unused when !vis
-#pragma unroll
-      for (int b = 0; b < NB; ++b) {
-        load8(k + row * kstride + int64_t(kh) * HD + dim(b), &kf[u][8 * b]);
-        load8(v + row * kstride + int64_t(kh) * HD + dim(b), &vf[u][8 * b]);
-      }
-    }
+  // Scores of the loaded keys and the online softmax over them.
+  auto fold = [&] {
     float sc[kInFlight][G];
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u)
@@ -157,6 +194,21 @@ __global__ void __launch_bounds__(kWarps * 32)
         for (int e = 0; e < E; ++e) acc[j][e] += p * vf[u][e];
       }
     }
+  };
+  int64_t base = base0;
+  if constexpr (PRE) {  // the first keys from the raw loads (a peeled iteration: no join with the loop's loads)
+    if (base < len) {
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u)
+#pragma unroll
+        for (int b = 0; b < NB; ++b) widen8<kBF16>(kr[u][b], &kf[u][8 * b]), widen8<kBF16>(vr[u][b], &vf[u][8 * b]);
+      fold();
+      base += int64_t(kWarps) * kInFlight;
+    }
+  }
+  for (; base < len; base += int64_t(kWarps) * kInFlight) {
+    load_keys(base);
+    fold();
   }
   // Combine the warps: the block's partial for its key slice, head by head.
   if (lane == 0)
@@ -430,6 +482,12 @@ __global__ void __launch_bounds__(kMqaThreads, 1)
     }
 }
 
+// GEMMA4_CUDA_DECODE_PRELOAD=0: no key loads before the PDL wait (for comparisons; read at every launch).
+bool decode_preload_enabled() {
+  const char* v = std::getenv("GEMMA4_CUDA_DECODE_PRELOAD");
+  return !(v && v[0] == '0' && v[1] == 0);
+}
+
 template <int HD, typename KV>
 int launch_g(const float* q, const DecodeSeq* seqs, const int32_t* row_seq, int64_t T, int64_t s_cap, int Hq, int Hkv,
              float scale, const int64_t* q_pos, const int64_t* k_pos, int window, int nsplit, float* part_m,
@@ -437,9 +495,13 @@ int launch_g(const float* q, const DecodeSeq* seqs, const int32_t* row_seq, int6
   const int64_t chunk = (s_cap + nsplit - 1) / nsplit;
   const dim3 grid{unsigned(Hkv), unsigned(nsplit), unsigned(T)};
   const int G = Hq / Hkv;
-#define G4_DECODE_G(GG)                                                                                          \
-  launch_pdl(decode_small_g_kernel<HD, GG, KV>, grid, dim3(kWarps * 32), 0, s, q, seqs, row_seq, s_cap, Hkv, scale,  \
-             q_pos, k_pos, window, chunk, part_m, part_l, part_acc, counters, o)
+  constexpr bool kBf16 = std::is_same_v<KV, __nv_bfloat16>;
+  const bool pre = kBf16 && T == 1 && decode_preload_enabled();
+#define G4_DECODE_G(GG)                                                                                               \
+  pre ? launch_pdl(decode_small_g_kernel<HD, GG, KV, kBf16>, grid, dim3(kWarps * 32), 0, s, q, seqs, row_seq, s_cap, \
+                   Hkv, scale, q_pos, k_pos, window, chunk, part_m, part_l, part_acc, counters, o)                      \
+      : launch_pdl(decode_small_g_kernel<HD, GG, KV, false>, grid, dim3(kWarps * 32), 0, s, q, seqs, row_seq, s_cap, \
+                   Hkv, scale, q_pos, k_pos, window, chunk, part_m, part_l, part_acc, counters, o)
   if (G == 1) G4_DECODE_G(1);
   else if (G == 2) G4_DECODE_G(2);
   else if (G == 3) G4_DECODE_G(3);
