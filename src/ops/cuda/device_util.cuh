@@ -73,19 +73,16 @@ __device__ __forceinline__ float warp_max(float v) {
 
 // Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result. Also a barrier.
 __device__ float block_sum(float v) {
+  // Two barriers: every thread adds the warps' partials itself (in warp order), so no third barrier waits for
+  // warp 0 to publish a total (a decode step runs ~250 single-block norms on this path).
   __shared__ float part[32];
-  __shared__ float total;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   v = warp_sum(v);
   __syncthreads();  // part[] may still be read by a previous call
   if (lane == 0) part[warp] = v;
   __syncthreads();
-  if (warp == 0) {
-    float w = lane < nw ? part[lane] : 0.f;
-    w = warp_sum(w);
-    if (lane == 0) total = w;
-  }
-  __syncthreads();
+  float total = 0.f;
+  for (int w = 0; w < nw; ++w) total += part[w];
   return total;
 }
 

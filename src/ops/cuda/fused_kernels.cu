@@ -217,12 +217,28 @@ __device__ QkvHead<IO> qkv_head(IO* q, IO* k, IO* v, bool v_from_k, const void* 
 __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk,
                                      int wdt, int nq, int nkv, int hd, float eps, const int64_t* pos,
                                      const float* inv_freq, const int64_t* append, bool append_bf16) {
+  constexpr int kPairs = kMaxHead / 2 / 128;  // rotation pairs a thread (128 threads)
   __shared__ float raw[kMaxHead];
-  pdl_wait();
-  pdl_trigger();
   const int per_row = nq + nkv + (v_from_k ? 0 : nkv);
   const int64_t t = blockIdx.x / per_row;
+  // Before the PDL wait, what does not depend on the kernel before (the q/k/v projections): the head's
+  // pointers and cache rows (host uploads), its pairs' rotation factors and norm weights.
   const QkvHead<> x = qkv_head(q, k, v, v_from_k, wq, wk, nq, nkv, hd, t, int(blockIdx.x % per_row), append, append_bf16);
+  const int half = hd / 2;
+  float cs[kPairs], sn[kPairs], wl[kPairs], wh[kPairs];
+  if (x.w) {
+    const float p = float(pos[t]);
+#pragma unroll
+    for (int i = 0; i < kPairs; ++i) {
+      const int j = threadIdx.x + 128 * i;
+      if (j >= half) break;
+      const float ang = p * inv_freq[j];
+      cs[i] = cosf(ang), sn[i] = sinf(ang);
+      wl[i] = ldw(x.w, wdt, j), wh[i] = ldw(x.w, wdt, j + half);
+    }
+  }
+  pdl_wait();
+  pdl_trigger();
   const float inv = load_head_rms(x.r, raw, hd, eps);
   if (!x.w) {  // a v head: weightless norm, no rotation
     for (int i = threadIdx.x; i < hd; i += blockDim.x) x.r[i] = raw[i] * inv, x.cv.put(i, x.r[i]);
@@ -230,7 +246,20 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
   }
   if (x.vr)
     for (int i = threadIdx.x; i < hd; i += blockDim.x) x.vr[i] = raw[i] * inv, x.cv.put(i, x.vr[i]);
-  write_norm_rope(x.r, raw, inv, x.w, wdt, hd, float(pos[t]), inv_freq, x.ck);
+  // write_norm_rope's arithmetic with the factors above.
+#pragma unroll
+  for (int i = 0; i < kPairs; ++i) {
+    const int j = threadIdx.x + 128 * i;
+    if (j >= half) break;
+    const float a = raw[j] * inv * wl[i], b = raw[j + half] * inv * wh[i];
+    const float lo = a * cs[i] - b * sn[i], hi = b * cs[i] + a * sn[i];
+    x.r[j] = lo, x.r[j + half] = hi;
+    x.ck.put(j, lo), x.ck.put(j + half, hi);
+  }
+  if ((hd & 1) && threadIdx.x == 0) {
+    x.r[hd - 1] = raw[hd - 1] * inv * ldw(x.w, wdt, hd - 1);
+    x.ck.put(hd - 1, x.r[hd - 1]);
+  }
 }
 
 __device__ __forceinline__ float to_f(float a) { return a; }
