@@ -5,8 +5,8 @@
 // - rmsnorm_rope:    per (token, head): rmsnorm over head_dim with w, then the half-split rotation.
 // - qkv_norm_rope:   the same for a layer's q and k heads plus the weightless v norm, in one launch; in a
 //                    decode step it also appends the k and v rows to the KV caches.
-// - gemv_gelu_mul:   decode-shaped gate/up projections: one warp reads the gate row and the up row of
-//                    column n and writes gelu_tanh(g) * u (16-byte weight loads, M <= 8).
+// - gemv_gelu_mul:   decode-shaped gate/up projections: 4 warps read the gate row and the up row of column n
+//                    (each every 4th run of 32 chunks) and write gelu_tanh(g) * u (16-byte weight loads, M <= 8).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
