@@ -156,15 +156,37 @@ struct CacheRow {
   }
 };
 
-// r = rope(raw * inv * w) at position p (half-split pairs j, j + hd/2); also into `also`.
-__device__ void write_norm_rope(float* r, const float* raw, float inv, const void* w, int wdt, int hd, float p,
-                                const float* inv_freq, CacheRow also = {}) {
+// The block kernels' rotation (128 threads a head, head_dim <= kMaxHead): a thread's pairs j = threadIdx.x +
+// 128 i, i < kPairs, of the half-split rotation (j, j + hd/2). The factors depend only on the position, the
+// frequencies and the norm weight, so a kernel can compute them before its PDL wait.
+constexpr int kRopeThreads = 128, kPairs = kMaxHead / 2 / kRopeThreads;
+struct RopeFactors {
+  float c[kPairs], s[kPairs], wl[kPairs], wh[kPairs];
+};
+__device__ RopeFactors rope_factors(const void* w, int wdt, int hd, float p, const float* inv_freq) {
+  RopeFactors f;
   const int half = hd / 2;
-  for (int j = threadIdx.x; j < half; j += blockDim.x) {
-    const float a = raw[j] * inv * ldw(w, wdt, j), b = raw[j + half] * inv * ldw(w, wdt, j + half);
+#pragma unroll
+  for (int i = 0; i < kPairs; ++i) {
+    const int j = threadIdx.x + kRopeThreads * i;
+    if (j >= half) break;
     const float ang = p * inv_freq[j];
-    const float c = cosf(ang), sn = sinf(ang);
-    const float lo = a * c - b * sn, hi = b * c + a * sn;
+    f.c[i] = cosf(ang), f.s[i] = sinf(ang);
+    f.wl[i] = ldw(w, wdt, j), f.wh[i] = ldw(w, wdt, j + half);
+  }
+  return f;
+}
+
+// r = rope(raw * inv * w) with the factors above; also into `also`.
+__device__ void write_norm_rope(float* r, const float* raw, float inv, const RopeFactors& f, const void* w, int wdt,
+                                int hd, CacheRow also = {}) {
+  const int half = hd / 2;
+#pragma unroll
+  for (int i = 0; i < kPairs; ++i) {
+    const int j = threadIdx.x + kRopeThreads * i;
+    if (j >= half) break;
+    const float a = raw[j] * inv * f.wl[i], b = raw[j + half] * inv * f.wh[i];
+    const float lo = a * f.c[i] - b * f.s[i], hi = b * f.c[i] + a * f.s[i];
     r[j] = lo, r[j + half] = hi;
     also.put(j, lo), also.put(j + half, hi);
   }
@@ -179,8 +201,9 @@ __global__ void rmsnorm_rope_kernel(float* x, const void* w, int wdt, int n_head
   __shared__ float raw[kMaxHead];
   const int64_t th = blockIdx.x;  // t * n_heads + h
   float* r = x + th * hd;
+  const RopeFactors rf = rope_factors(w, wdt, hd, float(pos[th / n_heads]), inv_freq);
   const float inv = load_head_rms(r, raw, hd, eps);
-  write_norm_rope(r, raw, inv, w, wdt, hd, float(pos[th / n_heads]), inv_freq);
+  write_norm_rope(r, raw, inv, rf, w, wdt, hd);
 }
 
 // One head of a layer's attention inputs (ops.h qkv_norm_rope): head slot h of row t over the q heads, the k
@@ -217,26 +240,13 @@ __device__ QkvHead<IO> qkv_head(IO* q, IO* k, IO* v, bool v_from_k, const void* 
 __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k, const void* wq, const void* wk,
                                      int wdt, int nq, int nkv, int hd, float eps, const int64_t* pos,
                                      const float* inv_freq, const int64_t* append, bool append_bf16) {
-  constexpr int kPairs = kMaxHead / 2 / 128;  // rotation pairs a thread (128 threads)
   __shared__ float raw[kMaxHead];
   const int per_row = nq + nkv + (v_from_k ? 0 : nkv);
   const int64_t t = blockIdx.x / per_row;
   // Before the PDL wait, what does not depend on the kernel before (the q/k/v projections): the head's
   // pointers and cache rows (host uploads), its pairs' rotation factors and norm weights.
   const QkvHead<> x = qkv_head(q, k, v, v_from_k, wq, wk, nq, nkv, hd, t, int(blockIdx.x % per_row), append, append_bf16);
-  const int half = hd / 2;
-  float cs[kPairs], sn[kPairs], wl[kPairs], wh[kPairs];
-  if (x.w) {
-    const float p = float(pos[t]);
-#pragma unroll
-    for (int i = 0; i < kPairs; ++i) {
-      const int j = threadIdx.x + 128 * i;
-      if (j >= half) break;
-      const float ang = p * inv_freq[j];
-      cs[i] = cosf(ang), sn[i] = sinf(ang);
-      wl[i] = ldw(x.w, wdt, j), wh[i] = ldw(x.w, wdt, j + half);
-    }
-  }
+  const RopeFactors rf = x.w ? rope_factors(x.w, wdt, hd, float(pos[t]), inv_freq) : RopeFactors{};
   pdl_wait();
   pdl_trigger();
   const float inv = load_head_rms(x.r, raw, hd, eps);
@@ -246,20 +256,7 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
   }
   if (x.vr)
     for (int i = threadIdx.x; i < hd; i += blockDim.x) x.vr[i] = raw[i] * inv, x.cv.put(i, x.vr[i]);
-  // write_norm_rope's arithmetic with the factors above.
-#pragma unroll
-  for (int i = 0; i < kPairs; ++i) {
-    const int j = threadIdx.x + 128 * i;
-    if (j >= half) break;
-    const float a = raw[j] * inv * wl[i], b = raw[j + half] * inv * wh[i];
-    const float lo = a * cs[i] - b * sn[i], hi = b * cs[i] + a * sn[i];
-    x.r[j] = lo, x.r[j + half] = hi;
-    x.ck.put(j, lo), x.ck.put(j + half, hi);
-  }
-  if ((hd & 1) && threadIdx.x == 0) {
-    x.r[hd - 1] = raw[hd - 1] * inv * ldw(x.w, wdt, hd - 1);
-    x.ck.put(hd - 1, x.r[hd - 1]);
-  }
+  write_norm_rope(x.r, raw, inv, rf, x.w, wdt, hd, x.ck);
 }
 
 __device__ __forceinline__ float to_f(float a) { return a; }
