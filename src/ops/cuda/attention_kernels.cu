@@ -16,6 +16,7 @@
 
 #include "ops/cuda/device_util.cuh"
 #include "ops/cuda/kernels.h"
+#include "ops/cuda/split_merge.cuh"
 
 namespace gemma4::cuda {
 namespace {
@@ -267,55 +268,17 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   }
 }
 
-// o[row] = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M) over the splits i; 0 when no key was visible.
-// Grid (row, 64-dim slice); warp w sums splits w, w + 8, ...; lane l holds dims 2l, 2l + 1 of the slice.
+// o[row] = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M) over the splits i (split_merge.cuh).
+// Grid (row, 64-dim slice); dynamic shared memory 2 * nsplit floats.
+template <int V>
 __global__ void __launch_bounds__(kWarps * 32)
-    attention_merge_kernel(const float* part_m, const float* part_l, const float* part_acc, int nsplit, int Hq,
-                           int hd, float* o) {
-  __shared__ float red[kWarps][64];
-  __shared__ float s_M, s_invL;
+    attention_merge_kernel(const float* part_m, const float* part_l, const float* part_acc, int nsplit, int hd,
+                           float* o) {
+  extern __shared__ float s_w[];
   pdl_wait();
   pdl_trigger();
-  const int64_t row = blockIdx.x;
-  const int d_base = blockIdx.y * 64;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const float* pm = part_m + row * nsplit;
-  const float* pl = part_l + row * nsplit;
-  if (warp == 0) {
-    float M = -INFINITY;
-    for (int i = lane; i < nsplit; i += 32) M = fmaxf(M, pm[i]);
-    M = warp_max(M);
-    float L = 0.f;
-    if (M != -INFINITY)
-      for (int i = lane; i < nsplit; i += 32)
-        if (pm[i] != -INFINITY) L += pl[i] * __expf(pm[i] - M);
-    L = warp_sum(L);
-    if (lane == 0) s_M = M, s_invL = L > 0.f ? 1.f / L : 0.f;
-  }
-  __syncthreads();
-  const float M = s_M;
-  const int d = d_base + 2 * lane;
-  float a0 = 0.f, a1 = 0.f;
-  if (M != -INFINITY)
-    for (int i = warp; i < nsplit; i += kWarps) {
-      const float mi = pm[i];
-      if (mi == -INFINITY) continue;
-      const float w = __expf(mi - M);
-      const float* pa = part_acc + (row * nsplit + i) * hd;
-      if (d < hd) a0 += w * pa[d];
-      if (d + 1 < hd) a1 += w * pa[d + 1];
-    }
-  red[warp][2 * lane] = a0;
-  red[warp][2 * lane + 1] = a1;
-  __syncthreads();
-  if (threadIdx.x < 64 && d_base + int(threadIdx.x) < hd) {
-    float sum = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) sum += red[w][threadIdx.x];
-    const int64_t t = row / Hq;
-    const int h = int(row % Hq);
-    o[t * int64_t(Hq) * hd + int64_t(h) * hd + d_base + threadIdx.x] = M == -INFINITY ? 0.f : sum * s_invL;
-  }
+  const int d0 = blockIdx.y * 64, d1 = d0 + 64 < hd ? d0 + 64 : hd;
+  merge_split_rows<false, V>(part_m, part_l, part_acc, o, blockIdx.x, 1, nsplit, hd, d0, d1, s_w);
 }
 
 // scores/probs: [Hq, C, Sk]; row r = h * C + i reads query i's position, keys j's positions.
@@ -386,9 +349,12 @@ __global__ void store_rows_bf16_kernel(const float* src, __nv_bfloat16* dst, con
 }
 
 void attention_merge(const float* part_m, const float* part_l, const float* part_acc, int64_t rows, int nsplit,
-                     int Hq, int hd, float* o, cudaStream_t s) {
+                     int /*Hq: rows are (query row, head) pairs, o row = partial row*/, int hd, float* o, cudaStream_t s) {
   const dim3 grid{unsigned(rows), unsigned((hd + 63) / 64)};
-  launch_pdl(attention_merge_kernel, grid, dim3(kWarps * 32), 0, s, part_m, part_l, part_acc, nsplit, Hq, hd, o);
+  const size_t smem = size_t(2) * nsplit * sizeof(float);
+  const bool vec = hd % 4 == 0 && reinterpret_cast<uintptr_t>(part_acc) % 16 == 0 && reinterpret_cast<uintptr_t>(o) % 16 == 0;
+  if (vec) launch_pdl(attention_merge_kernel<4>, grid, dim3(kWarps * 32), smem, s, part_m, part_l, part_acc, nsplit, hd, o);
+  else launch_pdl(attention_merge_kernel<1>, grid, dim3(kWarps * 32), smem, s, part_m, part_l, part_acc, nsplit, hd, o);
 }
 
 }  // namespace

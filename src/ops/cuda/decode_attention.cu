@@ -31,6 +31,7 @@
 #include "ops/cuda/device_util.cuh"
 #include "ops/cuda/kernels.h"
 #include "ops/cuda/mma_util.cuh"
+#include "ops/cuda/split_merge.cuh"
 
 namespace gemma4::cuda {
 namespace {
@@ -258,40 +259,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   __syncthreads();
   if (!s_last) return;
   __threadfence();
-  // Merge: the splits' (m, l) per head into shared memory (one load each), then every output dim sums its
-  // nsplit partials with independent loads.
-  float* s_w = &s_acc[0][0];  // [G][nsplit] weights e^(m_i - M) / L (nsplit <= kMaxSplits)
-  for (int i = threadIdx.x; i < G * nsplit; i += blockDim.x) {
-    const int64_t pi = (t * Hq + int64_t(kh) * G) * nsplit + i;  // head i / nsplit, split i % nsplit
-    s_w[i] = __ldcg(part_m + pi);
-    s_w[G * nsplit + i] = __ldcg(part_l + pi);
-  }
-  __syncthreads();
-  if (threadIdx.x < G) {
-    const int j = threadIdx.x;
-    float M = -INFINITY, L = 0.f;
-    for (int i = 0; i < nsplit; ++i) M = fmaxf(M, s_w[j * nsplit + i]);
-    for (int i = 0; i < nsplit; ++i) {
-      const float mi = s_w[j * nsplit + i];
-      const float w = M == -INFINITY || mi == -INFINITY ? 0.f : exp2f(mi - M);
-      L += s_w[G * nsplit + j * nsplit + i] * w;
-      s_w[j * nsplit + i] = w;
-    }
-    const float invL = L > 0.f ? 1.f / L : 0.f;
-    for (int i = 0; i < nsplit; ++i) s_w[j * nsplit + i] *= invL;
-  }
-  __syncthreads();
-  for (int jd = threadIdx.x; jd < G * HD; jd += blockDim.x) {
-    const int j = jd / HD, d = jd % HD;
-    const float* pa = part_acc + (t * Hq + int64_t(kh) * G + j) * nsplit * HD + d;
-    float a[4] = {0.f, 0.f, 0.f, 0.f};
-    int i = 0;
-    for (; i + 4 <= nsplit; i += 4)
-#pragma unroll
-      for (int u = 0; u < 4; ++u) a[u] += __ldcg(pa + int64_t(i + u) * HD) * s_w[j * nsplit + i + u];
-    for (; i < nsplit; ++i) a[0] += __ldcg(pa + int64_t(i) * HD) * s_w[j * nsplit + i];
-    o[t * int64_t(Hq) * HD + int64_t(kh * G + j) * HD + d] = (a[0] + a[1]) + (a[2] + a[3]);
-  }
+  const int64_t row0 = t * Hq + int64_t(kh) * G;
+  if (((reinterpret_cast<uintptr_t>(part_acc) | reinterpret_cast<uintptr_t>(o)) & 15) == 0)
+    merge_split_rows<true, 4>(part_m, part_l, part_acc, o, row0, G, nsplit, HD, 0, HD, &s_acc[0][0]);
+  else
+    merge_split_rows<true, 1>(part_m, part_l, part_acc, o, row0, G, nsplit, HD, 0, HD, &s_acc[0][0]);
 }
 
 constexpr int kMqaKeys = 64;     // keys per tile (16 per warp)

@@ -61,6 +61,19 @@ __device__ __forceinline__ float ldw(const void* p, int dt, int64_t i) {
   return __half2float(static_cast<const __half*>(p)[i]);
 }
 
+// Four consecutive weights (float4 index i4) as fp32; p 16-byte aligned (F32) or 8 (BF16 / F16).
+__device__ __forceinline__ float4 ldw4(const void* p, int dt, int64_t i4) {
+  if (dt == kF32) return static_cast<const float4*>(p)[i4];
+  if (dt == kBF16) {
+    const uint2 u = static_cast<const uint2*>(p)[i4];
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                       __uint_as_float(u.y & 0xffff0000u));
+  }
+  const __half2* h = static_cast<const __half2*>(p) + 2 * i4;
+  const float2 a = __half22float2(h[0]), b = __half22float2(h[1]);
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

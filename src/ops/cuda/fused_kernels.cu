@@ -56,18 +56,6 @@ __global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, i
 // dependent scalar loads made it latency-bound (15 us under ncu with a cold L2, H200).
 constexpr int kVec = 4;
 
-__device__ __forceinline__ float4 ldw4(const void* p, int dt, int64_t i4) {
-  if (dt == kF32) return static_cast<const float4*>(p)[i4];
-  if (dt == kBF16) {
-    const uint2 u = static_cast<const uint2*>(p)[i4];
-    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
-                       __uint_as_float(u.y & 0xffff0000u));
-  }
-  const __half2* h = static_cast<const __half2*>(p) + 2 * i4;
-  const float2 a = __half22float2(h[0]), b = __half22float2(h[1]);
-  return make_float4(a.x, a.y, b.x, b.y);
-}
-
 __global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wdt, int64_t D, float eps, const void* s,
                                        int sdt, const void* w2, int w2dt, void* out, bool out_bf16) {
   const int64_t D4 = D / 4;

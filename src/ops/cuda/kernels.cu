@@ -139,6 +139,37 @@ __global__ void rmsnorm_kernel(const float* x, const void* w, int wdt, int64_t D
   }
 }
 
+// A row held in registers (thread i owns float4s i, i + blockDim, ... up to kNormVec of them), the weights
+// read before the PDL wait: a decode step's first and last norms (one 3840-wide row) are latency-bound.
+constexpr int kNormVec = 4;
+__global__ void rmsnorm_vec_kernel(const float4* x, const void* w, int wdt, int64_t D, float eps, float4* y) {
+  const int64_t D4 = D / 4;
+  const float4* xr = x + int64_t(blockIdx.x) * D4;
+  float4* yr = y + int64_t(blockIdx.x) * D4;
+  float4 xv[kNormVec], wv[kNormVec];
+#pragma unroll
+  for (int j = 0; j < kNormVec; ++j) {
+    const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
+    if (i < D4) wv[j] = w ? ldw4(w, wdt, i) : make_float4(1.f, 1.f, 1.f, 1.f);
+  }
+  pdl_wait();
+  pdl_trigger();
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < kNormVec; ++j) {
+    const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
+    if (i < D4) xv[j] = xr[i], ss += xv[j].x * xv[j].x + xv[j].y * xv[j].y + xv[j].z * xv[j].z + xv[j].w * xv[j].w;
+  }
+  const float inv = 1.0f / sqrtf(block_sum(ss) / float(D) + eps);
+#pragma unroll
+  for (int j = 0; j < kNormVec; ++j) {
+    const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
+    if (i < D4)
+      yr[i] = make_float4(xv[j].x * inv * wv[j].x, xv[j].y * inv * wv[j].y, xv[j].z * inv * wv[j].z,
+                          xv[j].w * inv * wv[j].w);
+  }
+}
+
 __global__ void layernorm_kernel(const float* x, const void* w, int wdt, const void* b, int bdt, int64_t D, float eps,
                                  float* y) {
   const float* xr = x + int64_t(blockIdx.x) * D;
@@ -218,7 +249,11 @@ __global__ void scale_kernel(float* x, int64_t n, float scalar, const void* sdev
   const float sv = sdev ? ldw(sdev, sdt, 0) : scalar;
   G4_GRID_LOOP(i, n) x[i] *= sv;
 }
-__global__ void softcap_kernel(float* x, int64_t n, float cap) { G4_GRID_LOOP(i, n) x[i] = cap * tanhf(x[i] / cap); }
+__global__ void softcap_kernel(float* x, int64_t n, float cap) {
+  pdl_wait();
+  pdl_trigger();
+  G4_GRID_LOOP(i, n) x[i] = cap * tanhf(x[i] / cap);
+}
 // Batched KV appends: table [n, 5] = (src_k, src_v, dst_k, dst_v, row) per sequence; blockIdx.z = sequence,
 // blockIdx.y = keys / values; F32 rows of `width` into F32 or BF16 (DST) tables.
 template <typename DST>
@@ -264,7 +299,13 @@ int add_bias(float* y, int64_t M, int64_t N, const void* bias, int bias_dt, cuda
 }
 
 int rmsnorm(const float* x, const void* w, int wdt, int64_t rows, int64_t D, float eps, float* y, cudaStream_t s) {
-  if (rows > 0) rmsnorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, s>>>(x, w, wdt, D, eps, y);
+  if (rows <= 0) return 0;
+  const int64_t threads = ((D / 4 + kNormVec - 1) / kNormVec + 31) / 32 * 32;
+  if (D % 4 == 0 && threads <= 1024 && (uintptr_t(x) | uintptr_t(y) | uintptr_t(w)) % 16 == 0)
+    launch_pdl(rmsnorm_vec_kernel, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, s,
+               reinterpret_cast<const float4*>(x), w, wdt, D, eps, reinterpret_cast<float4*>(y));
+  else
+    rmsnorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, s>>>(x, w, wdt, D, eps, y);
   return last();
 }
 
@@ -318,7 +359,7 @@ int scale(float* x, int64_t n, float scalar, const void* sdev, int sdt, cudaStre
   return last();
 }
 int softcap(float* x, int64_t n, float cap, cudaStream_t s) {
-  if (n > 0) softcap_kernel<<<unsigned(blocks_for(n, 256)), 256, 0, s>>>(x, n, cap);
+  if (n > 0) launch_pdl(softcap_kernel, dim3(unsigned(blocks_for(n, 256))), dim3(256), 0, s, x, n, cap);
   return last();
 }
 
