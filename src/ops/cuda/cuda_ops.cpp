@@ -109,10 +109,7 @@ Tensor CudaOps::to_device(const Tensor& t) {
   if (t.device == Device::CUDA || !t.data) return t;
   no_host_transfer_in_step("to_device");
   Tensor d = alloc(t.dtype, t.shape);
-  if (t.nbytes() >= (size_t(1) << 20))
-    stager_.upload_large(d.data, t.data, t.nbytes(), stream_);  // waits
-  else if (t.nbytes())
-    check(cudaMemcpy(d.data, t.data, t.nbytes(), cudaMemcpyHostToDevice), "upload");
+  copy(t, d);  // large tensors through the stager's pinned buffers (waits), small ones by cudaMemcpy
   return d;
 }
 

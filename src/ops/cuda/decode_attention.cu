@@ -111,12 +111,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   auto dim = [&](int b) { return 256 * b + 8 * lane; };
   float kf[kInFlight][E], vf[kInFlight][E];
   bool vis[kInFlight];
+  // This lane's 8 elements of block b of a cache row (K or V) of this KV head.
+  auto at = [&](const KV* base, int64_t row, int b) { return base + row * kstride + int64_t(kh) * HD + dim(b); };
   auto load_key = [&](int u, int64_t row) {
 #pragma unroll
-    for (int b = 0; b < NB; ++b) {
-      load8(k + row * kstride + int64_t(kh) * HD + dim(b), &kf[u][8 * b]);
-      load8(v + row * kstride + int64_t(kh) * HD + dim(b), &vf[u][8 * b]);
-    }
+    for (int b = 0; b < NB; ++b) load8(at(k, row, b), &kf[u][8 * b]), load8(at(v, row, b), &vf[u][8 * b]);
   };
   auto load_keys = [&](int64_t base) {
 #pragma unroll
@@ -134,8 +133,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     auto raw_key = [&](int u, int64_t row) {
 #pragma unroll
       for (int b = 0; b < NB; ++b) {
-        kr[u][b] = *reinterpret_cast<const uint4*>(k + row * kstride + int64_t(kh) * HD + dim(b));
-        vr[u][b] = *reinterpret_cast<const uint4*>(v + row * kstride + int64_t(kh) * HD + dim(b));
+        kr[u][b] = *reinterpret_cast<const uint4*>(at(k, row, b));
+        vr[u][b] = *reinterpret_cast<const uint4*>(at(v, row, b));
       }
     };
 #pragma unroll
