@@ -348,20 +348,21 @@ __global__ void store_rows_bf16_kernel(const float* src, __nv_bfloat16* dst, con
     d[i] = __float2bfloat16_rn(s[i]);
 }
 
-void attention_merge(const float* part_m, const float* part_l, const float* part_acc, int64_t rows, int nsplit,
-                     int /*Hq: rows are (query row, head) pairs, o row = partial row*/, int hd, float* o, cudaStream_t s) {
+// rows: (query row, head) pairs; output row r is partial row r.
+void attention_merge(const float* part_m, const float* part_l, const float* part_acc, int64_t rows, int nsplit, int hd,
+                     float* o, cudaStream_t s) {
   const dim3 grid{unsigned(rows), unsigned((hd + 63) / 64)};
   const size_t smem = size_t(2) * nsplit * sizeof(float);
-  const bool vec = hd % 4 == 0 && reinterpret_cast<uintptr_t>(part_acc) % 16 == 0 && reinterpret_cast<uintptr_t>(o) % 16 == 0;
-  if (vec) launch_pdl(attention_merge_kernel<4>, grid, dim3(kWarps * 32), smem, s, part_m, part_l, part_acc, nsplit, hd, o);
-  else launch_pdl(attention_merge_kernel<1>, grid, dim3(kWarps * 32), smem, s, part_m, part_l, part_acc, nsplit, hd, o);
+  const bool vec = hd % 4 == 0 && (reinterpret_cast<uintptr_t>(part_acc) | reinterpret_cast<uintptr_t>(o)) % 16 == 0;
+  auto kernel = vec ? attention_merge_kernel<4> : attention_merge_kernel<1>;
+  launch_pdl(kernel, grid, dim3(kWarps * 32), smem, s, part_m, part_l, part_acc, nsplit, hd, o);
 }
 
 }  // namespace
 
 int attention_merge_partials(const float* part_m, const float* part_l, const float* part_acc, int64_t rows, int nsplit,
-                             int Hq, int hd, float* o, cudaStream_t s) {
-  if (rows > 0) attention_merge(part_m, part_l, part_acc, rows, nsplit, Hq, hd, o, s);
+                             int hd, float* o, cudaStream_t s) {
+  if (rows > 0) attention_merge(part_m, part_l, part_acc, rows, nsplit, hd, o, s);
   return int(cudaGetLastError());
 }
 
@@ -382,7 +383,7 @@ int attention_split(const float* q, const float* k, const float* v, int64_t T, i
     attention_split_kernel<false><<<grid, kWarps * 32, 0, s>>>(q, k, v, S, n_q_heads, n_kv_heads, head_dim, scale,
                                                                q_pos, k_pos, window, q_block, k_block, chunk, part_m,
                                                                part_l, part_acc);
-  attention_merge(part_m, part_l, part_acc, T * n_q_heads, nsplit, n_q_heads, head_dim, o, s);
+  attention_merge(part_m, part_l, part_acc, T * n_q_heads, nsplit, head_dim, o, s);
   return int(cudaGetLastError());
 }
 
@@ -424,7 +425,7 @@ int attention_decode(const float* q, const DecodeSeq* seqs, const int32_t* row_s
   };
   if (kv_bf16) run(__nv_bfloat16{});
   else run(0.f);
-  attention_merge(part_m, part_l, part_acc, T * n_q_heads, nsplit, n_q_heads, head_dim, o, s);
+  attention_merge(part_m, part_l, part_acc, T * n_q_heads, nsplit, head_dim, o, s);
   return int(cudaGetLastError());
 }
 

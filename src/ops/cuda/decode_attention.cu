@@ -513,7 +513,7 @@ int attention_decode_mqa(const float* q, const DecodeSeq* seqs, const int32_t* r
   };
   const int e = head_dim == 256 ? run(decode_mqa_kernel<256>, 256) : run(decode_mqa_kernel<512>, 512);
   if (e) return e;
-  return attention_merge_partials(part_m, part_l, part_acc, T * n_q_heads, nsplit, n_q_heads, head_dim, o, s);
+  return attention_merge_partials(part_m, part_l, part_acc, T * n_q_heads, nsplit, head_dim, o, s);
 }
 
 bool attention_decode_small_g_supported(int n_q_heads, int n_kv_heads, int head_dim) {

@@ -163,7 +163,7 @@ int attention_decode_mqa(const float* q, const DecodeSeq* seqs, const int32_t* r
                          float* part_acc, float* o, cudaStream_t s);
 // o[row] from the split partials (m in natural-log units, l, unnormalised acc) of rows = T * Hq query heads.
 int attention_merge_partials(const float* part_m, const float* part_l, const float* part_acc, int64_t rows, int nsplit,
-                             int Hq, int hd, float* o, cudaStream_t s);
+                             int hd, float* o, cudaStream_t s);
 // dst rows [row, row + n) = src rows [0, n), and the same for (src2, dst2) when given (a KV cache append of
 // keys and values); rows of `row_bytes` (a multiple of 4); row read from the device.
 int copy_rows_at(const void* src, void* dst, const void* src2, void* dst2, const int64_t* row, int64_t n,

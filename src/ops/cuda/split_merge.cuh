@@ -34,7 +34,9 @@ struct MergeVec<4> {
   using T = float4;
   static __device__ __forceinline__ T load(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
   static __device__ __forceinline__ T zero() { return make_float4(0.f, 0.f, 0.f, 0.f); }
-  static __device__ __forceinline__ void fma(T& a, T x, float w) { a.x += w * x.x, a.y += w * x.y, a.z += w * x.z, a.w += w * x.w; }
+  static __device__ __forceinline__ void fma(T& a, T x, float w) {
+    a.x += w * x.x, a.y += w * x.y, a.z += w * x.z, a.w += w * x.w;
+  }
   static __device__ __forceinline__ T shfl_sum(T a, int off) {
     return make_float4(a.x + __shfl_xor_sync(0xffffffffu, a.x, off), a.y + __shfl_xor_sync(0xffffffffu, a.y, off),
                        a.z + __shfl_xor_sync(0xffffffffu, a.z, off), a.w + __shfl_xor_sync(0xffffffffu, a.w, off));
