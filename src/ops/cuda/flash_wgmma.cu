@@ -92,12 +92,15 @@ __device__ __forceinline__ void rescale(float* acc, float c0, float c1) {
 // The loop both kernels run over n_tiles key tiles: iteration t issues S_t = Q K_t^T together with
 // O += P_{t-1} V_{t-1}, waits for S_t only, runs the softmax of tile t under the P V product, then waits for
 // it and applies tile t's rescale to O. The first iteration (no P V yet) and the last (no S) are peeled, so the
-// steady state has no branches between the MMAs and their waits: ptxas serializes wgmma (warning C7514) when
-// it cannot prove the accumulators idle. NS / NP: registers of s / of P (pa, pa_prev). begin(t) waits for
-// tile t's data and issues the next loads; issue_s(t) / issue_pv(t) issue and commit one wgmma group each (P V
-// reads pa_prev); softmax(t, c0, c1) turns s into pa.
+// steady state has no branches between the MMAs and their waits. P alternates between two register sets
+// (pa for even tiles, pb for odd ones; the loop body is two iterations): with one set copied into the other
+// after each tile, ptxas merged the two and, seeing the softmax define registers that the P V product in
+// flight reads, serialized every wgmma of the kernel (warning C7513; ncu on the 12B's full layers: a
+// WARPGROUP.DEPBAR after each of the 16 score MMAs a tile). NS / NP: registers of s / of one P set.
+// begin(t) waits for tile t's data and issues the next loads; issue_s(t) / issue_pv(t, p) issue and commit
+// one wgmma group each (P V reads p); softmax(t, p, c0, c1) turns s into p.
 template <int NS, int NP, class Begin, class IssueS, class IssuePV, class Softmax>
-__device__ __forceinline__ void tile_pipeline(int64_t n_tiles, float* s, float* acc, uint32_t* pa, uint32_t* pa_prev,
+__device__ __forceinline__ void tile_pipeline(int64_t n_tiles, float* s, float* acc, uint32_t* pa, uint32_t* pb,
                                               Begin&& begin, IssueS&& issue_s, IssuePV&& issue_pv,
                                               Softmax&& softmax) {
   if (n_tiles <= 0) return;
@@ -107,29 +110,38 @@ __device__ __forceinline__ void tile_pipeline(int64_t n_tiles, float* s, float* 
   issue_s(0);
   wg_wait<0>();
   wg_pin<NS>(s);
-  softmax(0, c0, c1);
-#pragma unroll
-  for (int i = 0; i < NP; ++i) pa_prev[i] = pa[i];
-  for (int64_t t = 1; t < n_tiles; ++t) {
+  softmax(0, pa, c0, c1);
+  // Iteration t: P_{t-1} in `prev`, P_t into `next`.
+  auto step = [&](int64_t t, uint32_t* prev, uint32_t* next) {
     begin(t);
     wg_fence();
     issue_s(t);
-    issue_pv(t - 1);
+    issue_pv(t - 1, prev);
     wg_wait<1>();  // S_t (committed first) is done; P_{t-1} V_{t-1} may still run
     wg_pin<NS>(s);
-    softmax(t, c0, c1);
+    softmax(t, next, c0, c1);
     wg_wait<0>();
     wg_pin<128>(acc);
-    wg_pin<NP>(pa_prev);
+    wg_pin<NP>(prev);
     rescale(acc, c0, c1);
-#pragma unroll
-    for (int i = 0; i < NP; ++i) pa_prev[i] = pa[i];
+  };
+  int64_t t = 1;
+  for (; t + 1 < n_tiles; t += 2) {
+    step(t, pa, pb);
+    step(t + 1, pb, pa);
+  }
+  uint32_t* last = pa;  // P_{n_tiles - 1}
+  if (t < n_tiles) {
+    step(t, pa, pb);
+    last = pb;
   }
   begin(n_tiles);
   wg_fence();
-  issue_pv(n_tiles - 1);
+  issue_pv(n_tiles - 1, last);
   wg_wait<0>();
   wg_pin<128>(acc);
+  wg_pin<NP>(pa);
+  wg_pin<NP>(pb);
 }
 
 // The rows' 1 / l (quad sums of the running sums; 0 for a row that saw no key).
@@ -242,7 +254,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (n_tiles > 0) load(sk, k, j_lo);
   cp_async_commit();
   // The steps of tile_pipeline.
-  uint32_t pa[16] = {}, pa_prev[16] = {};
+  uint32_t pa[16] = {}, pb[16] = {};
   float s[32];
   auto begin_tile = [&](int64_t t) { next_tiles<kKeys>(t, n_tiles, j_lo, sk, sv, kTile, k, v, load); };
   auto issue_s = [&](int64_t t) {  // 16 k-steps of 16 dims: step kk is 32 bytes into the rows of block kk / 4
@@ -254,17 +266,17 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     wg_commit();
   };
-  auto issue_pv = [&](int64_t t) {  // O += P_t V_t: k-step ks = keys 16 ks .. + 15 = two 8-key groups
+  auto issue_pv = [&](int64_t t, const uint32_t* p) {  // O += P_t V_t: k-step ks = keys 16 ks .. + 15 = two 8-key groups
     const uint64_t dv = wg_desc(smem_addr(sv + (t & 1) * kTile), kKeys * 128, 1024);
 #pragma unroll
-    for (int ks = 0; ks < kKeys / 16; ++ks) wgmma_m64n256k16_rs(acc, pa_prev + 4 * ks, wg_desc_at(dv, ks * 2048));
+    for (int ks = 0; ks < kKeys / 16; ++ks) wgmma_m64n256k16_rs(acc, p + 4 * ks, wg_desc_at(dv, ks * 2048));
     wg_commit();
   };
-  auto softmax = [&](int64_t t, float& c0, float& c1) {
-    softmax_tile<kKeys / 8>(s, pa, m0, m1, l0, l1, c0, c1, j_lo + t * kKeys, S, kp0, qmin, qmax, qp0, qp1, window,
+  auto softmax = [&](int64_t t, uint32_t* p, float& c0, float& c1) {
+    softmax_tile<kKeys / 8>(s, p, m0, m1, l0, l1, c0, c1, j_lo + t * kKeys, S, kp0, qmin, qmax, qp0, qp1, window,
                             sl2, t4);
   };
-  tile_pipeline<32, 16>(n_tiles, s, acc, pa, pa_prev, begin_tile, issue_s, issue_pv, softmax);
+  tile_pipeline<32, 16>(n_tiles, s, acc, pa, pb, begin_tile, issue_s, issue_pv, softmax);
   cp_async_wait<0>();
   float inv0, inv1;
   row_inverse(l0, l1, inv0, inv1);
@@ -339,7 +351,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t n_tiles = j_lo < j_hi ? (j_hi - j_lo + kMKeys - 1) / kMKeys : 0;
   if (n_tiles > 0) load(sk, k, j_lo);
   cp_async_commit();
-  uint32_t pa[8] = {}, pa_prev[8] = {};
+  uint32_t pa[8] = {}, pb[8] = {};
   float s[16];
   float4* x4 = reinterpret_cast<float4*>(sx);  // [2 warpgroups][4][128 threads] float4s
   // (next_tiles' barrier also frees the partials' exchange area of iteration t - 1.)
@@ -354,15 +366,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     wg_commit();
   };
-  auto issue_pv = [&](int64_t t) {  // this warpgroup's 256 dims: V blocks 4 wg .. 4 wg + 3
+  auto issue_pv = [&](int64_t t, const uint32_t* p) {  // this warpgroup's 256 dims: V blocks 4 wg .. 4 wg + 3
     const uint64_t dv = wg_desc(smem_addr(sv + (t & 1) * kMTile) + 4 * wg * (kMKeys * 128), kMKeys * 128, 1024);
 #pragma unroll
-    for (int ks = 0; ks < kMKeys / 16; ++ks) wgmma_m64n256k16_rs(acc, pa_prev + 4 * ks, wg_desc_at(dv, ks * 2048));
+    for (int ks = 0; ks < kMKeys / 16; ++ks) wgmma_m64n256k16_rs(acc, p + 4 * ks, wg_desc_at(dv, ks * 2048));
     wg_commit();
   };
   // S_t's partial (done) plus the other warpgroup's (thread wt of both holds the same elements), then the
   // softmax.
-  auto softmax = [&](int64_t t, float& c0, float& c1) {
+  auto softmax = [&](int64_t t, uint32_t* p, float& c0, float& c1) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) x4[(wg * 4 + i) * 128 + wt] = make_float4(s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]);
     __syncthreads();
@@ -371,10 +383,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       const float4 o4 = x4[((wg ^ 1) * 4 + i) * 128 + wt];
       s[4 * i] += o4.x, s[4 * i + 1] += o4.y, s[4 * i + 2] += o4.z, s[4 * i + 3] += o4.w;
     }
-    softmax_tile<kMKeys / 8>(s, pa, m0, m1, l0, l1, c0, c1, j_lo + t * kMKeys, S, kp0, qmin, qmax, qp, qp, window,
+    softmax_tile<kMKeys / 8>(s, p, m0, m1, l0, l1, c0, c1, j_lo + t * kMKeys, S, kp0, qmin, qmax, qp, qp, window,
                              sl2, t4);
   };
-  tile_pipeline<16, 8>(n_tiles, s, acc, pa, pa_prev, begin_tile, issue_s, issue_pv, softmax);
+  tile_pipeline<16, 8>(n_tiles, s, acc, pa, pb, begin_tile, issue_s, issue_pv, softmax);
   cp_async_wait<0>();
   float inv0, inv1;
   row_inverse(l0, l1, inv0, inv1);
