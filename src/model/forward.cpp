@@ -244,6 +244,9 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
   // prefill on the GPU), else F32 sharing hbuf.
   const DType norm_dt = ops.matmul_input_dtype(T);
   Tensor nbuf = norm_dt == DType::F32 ? hbuf : ops.alloc(norm_dt, {T, H});
+  // The o and down projections' outputs in a dense layer's tail: bf16 with bf16 matmul inputs, as a bf16 model
+  // rounds every linear output (HF), and half the bytes for the residual add that reads them; else F32 (hbuf).
+  Tensor rbuf = norm_dt == DType::F32 ? hbuf : ops.alloc(norm_dt, {T, H});
   // q, k, v and the attention output: bf16 where the backend's attention reads bf16 (a GPU prefill), except with
   // KV-shared layers (their q takes rmsnorm_rope, an F32 op).
   int64_t min_rows = T;
@@ -390,7 +393,7 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
       // A dense layer with another after it, outside training: the tail as one op (a backend may fuse it; the
       // CUDA one has a one-launch form, opt-in), ending with the next layer's input norm in nbuf.
       const int64_t I = s.intermediate_size;
-      Tensor attn_out = hbuf, m = nbuf, f = h2buf, next_a = nbuf;
+      Tensor attn_out = rbuf, m = nbuf, f = norm_dt == DType::F32 ? h2buf : rbuf, next_a = nbuf;
       Tensor g = rows_view(gbuf, T, I), u = rows_view(ubuf, T, I);
       ops.layer_tail(x, o, lw.o_proj, lw.post_attention_layernorm, lw.pre_feedforward_layernorm, lw.gate_proj,
                      lw.up_proj, lw.down_proj, lw.post_feedforward_layernorm, lw.layer_scalar,

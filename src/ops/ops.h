@@ -174,7 +174,8 @@ class Ops {
   //   x = x + rmsnorm(o . wo^T, w_post_attn);  m = rmsnorm(x, w_pre_ffw);
   //   x = (x + rmsnorm(feed_forward(m), w_post_ffw)) * s;  next = rmsnorm(x, w_next).
   // attn_out [T, H], m [T, H], g / u [T, I] and f [T, H] are the composition's scratch (their contents afterwards
-  // are unspecified); next may alias m. A fused backend may take the norms' statistics from partial sums, so its
+  // are unspecified; attn_out and f F32, or BF16 where the backend's GEMMs write bf16); next may alias m, and f
+  // may alias attn_out. A fused backend may take the norms' statistics from partial sums, so its
   // results can differ from the composition's in the last bits.
   virtual void layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Tensor& w_post_attn,
                           const Tensor& w_pre_ffw, const Tensor& wg, const Tensor& wu, const Tensor& wd,

@@ -160,6 +160,12 @@ TEST(CudaOps, Linear) {
                             bias ? &db : nullptr);
           compare(fmt::format("linear bf16 w={} M={} K={} N={}{}", dtype_name(wdt), M, K, N, bias ? " +bias" : ""),
                   yb, want, 2e-2f);
+          // A BF16 output (a bf16 prefill's o / down projections): the GEMM's epilogue for M > 8 without a bias,
+          // else an F32 result rounded.
+          Tensor y16 = gpu_bf16().alloc(DType::BF16, {M, N});
+          gpu_bf16().linear(gpu_bf16().to_device(x), gpu_bf16().to_device(w), y16, bias ? &db : nullptr);
+          compare(fmt::format("linear bf16 out w={} M={} K={} N={}{}", dtype_name(wdt), M, K, N, bias ? " +bias" : ""),
+                  gpu_bf16().to_host(y16).to_f32(), want, 2e-2f);
         }
   // Decode-shaped 12B matmuls through the 16-byte-load GEMV (K of 3840 / 15360, N of 4096).
   for (auto [K, N] : {std::pair<int64_t, int64_t>{3840, 4096}, {15360, 520}})
@@ -562,6 +568,26 @@ TEST(CudaOps, FusedForms) {
       compare(fmt::format("add_rmsnorm_norm D={}{} (x, bf16 out)", D, with_scale ? " *scale" : ""), xg3, xc2);
       compare(fmt::format("add_rmsnorm_norm D={}{} (bf16 out)", D, with_scale ? " *scale" : ""),
               gpu_bf16().to_host(ob).to_f32(), fc2, 8e-3f);
+      // A BF16 f (a bf16 prefill's GEMM outputs): the CPU reference reads the same rounded values.
+      Tensor f16 = f.to(DType::BF16);
+      Tensor xc4 = x.to_f32(), fc4 = f16.to_f32(), xc5 = x.to_f32(), fc5 = f16.to_f32();
+      cpu().add_rmsnorm_norm(xc4, fc4, w, 1e-6f, with_scale ? &sc : nullptr, w2, fc4);
+      cpu().add_rmsnorm(xc5, fc5, w, 1e-6f, with_scale ? &sc : nullptr);
+      Tensor xg4 = gpu_bf16().to_device(x), fg4 = gpu_bf16().to_device(f16), ob4 = gpu_bf16().alloc(DType::BF16, {3, D});
+      gpu_bf16().add_rmsnorm_norm(xg4, fg4, gpu_bf16().to_device(w), 1e-6f, with_scale ? &sg : nullptr,
+                                  gpu_bf16().to_device(w2), ob4);
+      compare(fmt::format("add_rmsnorm_norm D={}{} (x, bf16 f)", D, with_scale ? " *scale" : ""), xg4, xc4);
+      compare(fmt::format("add_rmsnorm_norm D={}{} (bf16 f, bf16 out)", D, with_scale ? " *scale" : ""),
+              gpu_bf16().to_host(ob4).to_f32(), fc4, 8e-3f);
+      for (bool host_scale : {false, true}) {  // a host scale takes the composition
+        Tensor xg5 = gpu_bf16().to_device(x), fg5 = gpu_bf16().to_device(f16);
+        gpu_bf16().add_rmsnorm(xg5, fg5, gpu_bf16().to_device(w), 1e-6f,
+                               with_scale ? (host_scale ? &sc : &sg) : nullptr);
+        compare(fmt::format("add_rmsnorm D={}{} (x, bf16 f{})", D, with_scale ? " *scale" : "",
+                            host_scale ? ", host scale" : ""), xg5, xc5);
+        compare(fmt::format("add_rmsnorm D={}{} (normed bf16 f)", D, with_scale ? " *scale" : ""),
+                gpu_bf16().to_host(fg5).to_f32(), fc5, 8e-3f);
+      }
     }
   }
   for (auto [nh, hd] : {std::pair<int, int>{16, 256}, {1, 512}, {4, 64}}) {
@@ -622,6 +648,10 @@ TEST(CudaOps, FusedForms) {
     gpu_bf16().feed_forward(gpu_bf16().to_device(xb), gpu_bf16().to_device(wg), gpu_bf16().to_device(wu),
                             gpu_bf16().to_device(wd), gg, gu, out);
     compare("feed_forward bf16 input M=20", out, want, 2e-2f);
+    Tensor out16 = gpu_bf16().alloc(DType::BF16, {M, K});  // a BF16 output (a bf16 prefill's down projection)
+    gpu_bf16().feed_forward(gpu_bf16().to_device(xb), gpu_bf16().to_device(wg), gpu_bf16().to_device(wu),
+                            gpu_bf16().to_device(wd), gg, gu, out16);
+    compare("feed_forward bf16 input, bf16 output M=20", gpu_bf16().to_host(out16).to_f32(), want, 2e-2f);
     Tensor wq = randn({512, K}, 0.05f, DType::F16), wk = randn({256, K}, 0.05f, DType::F16);
     Tensor qc = Tensor::empty(DType::F32, {M, 512}), kc = Tensor::empty(DType::F32, {M, 256});
     cpu().linear_qkv(xb.to_f32(), wq, wk, nullptr, qc, kc, nullptr);

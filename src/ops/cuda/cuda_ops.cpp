@@ -184,9 +184,11 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
   });
   on_device(x, "linear");
   on_device(w, "linear weight");
-  f32_on_device(y, "linear output");
+  on_device(y, "linear output");
   G4_CHECK(x.dtype == DType::F32 || x.dtype == DType::BF16, "linear: input must be F32 or BF16, got {}",
            dtype_name(x.dtype));
+  G4_CHECK(y.dtype == DType::F32 || y.dtype == DType::BF16, "linear: output must be F32 or BF16, got {}",
+           dtype_name(y.dtype));
   G4_CHECK(w.ndim() == 2, "linear: weight must be 2-D, got {}", shape_str(w.shape));
   const int64_t K = w.dim(1), N = w.dim(0);
   G4_CHECK(x.dim(-1) == K, "linear: input width {} but weight {}", x.dim(-1), shape_str(w.shape));
@@ -212,6 +214,14 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
 #else
   const bool gemm_bf16 = false, gemm_f32 = false;
 #endif
+  // A BF16 output (the o / down projections of a bf16 prefill) comes from the tensor-core GEMM's epilogue;
+  // another path computes F32 and rounds.
+  if (y.dtype == DType::BF16 && (!gemm_bf16 || has_b)) {
+    Tensor yf = alloc(DType::F32, y.shape);
+    linear(x, w, yf, b);
+    copy(yf, y);
+    return;
+  }
   // A BF16 input (matmul_input_dtype) reaches here only for the tensor-core path, which reads it as it is.
   std::shared_ptr<void> xb;
   if (gemm_bf16 && x.dtype == DType::F32) xb = device_block(size_t(M) * K * 2);
@@ -226,7 +236,7 @@ void CudaOps::linear(const Tensor& x, const Tensor& w, Tensor& y, const Tensor* 
     const float one = 1.f, zero = 0.f;
     if (gemm_bf16) {
       if (xb) check_launch(f32_to_bf16(x.ptr<float>(), xb.get(), M * K, stream_), "linear: x to bf16");
-      lt_gemm(xb ? xb.get() : x.data, wk, y.data, false, M);
+      lt_gemm(xb ? xb.get() : x.data, wk, y.data, y.dtype == DType::BF16, M);
     } else {
       G4_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, wk.ptr<float>(), int(K),
                            x.ptr<float>(), int(K), &zero, y.ptr<float>(), int(N)) == CUBLAS_STATUS_SUCCESS,
@@ -339,7 +349,10 @@ void CudaOps::feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, 
                   (P(g.data) | P(u.data)) % 16 == 0;
   if (!ok) return Ops::feed_forward(x.dtype == DType::BF16 ? widened(x) : x, wg, wu, wd, g, u, out);
   auto prof = prof_.scope([&] { return fmt::format("feed_forward M>1 I={} K={}", I, K); });
-  f32_on_device(out, "feed_forward output");
+  on_device(out, "feed_forward output");
+  G4_CHECK(out.dtype == DType::F32 || out.dtype == DType::BF16, "feed_forward: output must be F32 or BF16, got {}",
+           dtype_name(out.dtype));
+  const bool out_bf16 = out.dtype == DType::BF16;
   std::shared_ptr<void> xb;
   if (x.dtype == DType::F32) xb = device_block(size_t(M) * K * 2);
   if (skip("feed_forward", {P(x.data), P(g16.data), P(u16.data), P(d16.data), P(g.data), P(u.data), P(out.data),
@@ -355,7 +368,7 @@ void CudaOps::feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, 
     char* gu = static_cast<char*>(g.data);
     lt_gemm(xin, pair, gu, true, M);
     check_launch(gelu_tanh_mul_bf16(gu, gu + size_t(I) * 2, u.data, M, I, 2 * I, stream_), "feed_forward: gelu");
-    lt_gemm(u.data, d16, out.data, false, M);
+    lt_gemm(u.data, d16, out.data, out_bf16, M);
     return;
   }
   char* gate = static_cast<char*>(g.data);
@@ -363,7 +376,7 @@ void CudaOps::feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, 
   lt_gemm(xin, g16, gate, true, M);
   lt_gemm(xin, u16, u.data, true, M);
   check_launch(gelu_tanh_mul_bf16(gate, u.data, prod, M, I, I, stream_), "feed_forward: gelu");
-  lt_gemm(prod, d16, out.data, false, M);
+  lt_gemm(prod, d16, out.data, out_bf16, M);
 }
 
 void CudaOps::rmsnorm(const Tensor& x, const Tensor* w, float eps, Tensor& y) {
@@ -642,13 +655,18 @@ void CudaOps::fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps
                                 Tensor* out) {
   auto prof = prof_.scope([&] { return std::string(w2 ? "add_rmsnorm_norm" : "add_rmsnorm"); });
   f32_on_device(x, "add_rmsnorm");
-  f32_on_device(f, "add_rmsnorm");
+  on_device(f, "add_rmsnorm");
+  // f in BF16: the o / down GEMMs' outputs in a bf16 prefill (forward.cpp), read as they are.
+  const bool f_bf16 = f.dtype == DType::BF16;
+  G4_CHECK(f.dtype == DType::F32 || f_bf16, "add_rmsnorm: f must be F32 or BF16, got {}", dtype_name(f.dtype));
   on_device(w, "add_rmsnorm weight");
   const int64_t D = w.numel();
   G4_CHECK(D > 0 && x.numel() == f.numel() && x.numel() % D == 0, "add_rmsnorm: shapes {} / {} with width {}",
            shape_str(x.shape), shape_str(f.shape), D);
   if (s && s->device == Device::CPU) {  // a host scale: the composition
-    Ops::add_rmsnorm(x, f, w, eps, s);
+    Tensor ff = f_bf16 ? widened(f) : f;
+    Ops::add_rmsnorm(x, ff, w, eps, s);
+    if (f_bf16 && !w2) copy(ff, f);
     if (w2) rmsnorm(x, w2, eps, *out);
     return;
   }
@@ -663,10 +681,11 @@ void CudaOps::fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps
              shape_str(w2->shape), shape_str(out->shape));
   }
   if (skip("add_rmsnorm", {P(x.data), P(f.data), P(w.data), P(s ? s->data : nullptr), P(w2 ? w2->data : nullptr),
-                           P(out ? out->data : nullptr), uint64_t(x.numel()), uint64_t(D), F(eps), uint64_t(out_bf16)}))
+                           P(out ? out->data : nullptr), uint64_t(x.numel()), uint64_t(D), F(eps), uint64_t(out_bf16),
+                           uint64_t(f_bf16)}))
     return;
   check_launch(
-      cuda::add_rmsnorm(x.ptr<float>(), f.ptr<float>(), w.data, wtype(w.dtype, "add_rmsnorm"), x.numel() / D, D, eps,
+      cuda::add_rmsnorm(x.ptr<float>(), f.data, f_bf16, w.data, wtype(w.dtype, "add_rmsnorm"), x.numel() / D, D, eps,
                         s ? s->data : nullptr, s ? wtype(s->dtype, "scale") : 0, w2 ? w2->data : nullptr,
                         w2 ? wtype(w2->dtype, "rmsnorm") : 0, out ? out->data : nullptr, out_bf16, stream_),
       "add_rmsnorm");

@@ -20,23 +20,46 @@
 namespace gemma4::cuda {
 namespace {
 
+__device__ __forceinline__ float to_f(float a) { return a; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 a) { return __bfloat162float(a); }
+template <typename T>
+__device__ __forceinline__ T from_f(float a) {
+  if constexpr (sizeof(T) == 2) return __float2bfloat16_rn(a);
+  else return a;
+}
+
+// (a * b) * c, each product rounded: the residual branch's norm and add are kept out of FMA contraction, whose
+// use the compiler decides per kernel (templating these kernels moved an F32 fixture's logits by 1.4e-4).
+__device__ __forceinline__ float mul3(float a, float b, float c) { return __fmul_rn(__fmul_rn(a, b), c); }
+
+// Four consecutive elements of an F32 or BF16 row as floats, and back.
+__device__ __forceinline__ float4 ld4(const float* p, int64_t i4) { return reinterpret_cast<const float4*>(p)[i4]; }
+__device__ __forceinline__ float4 ld4(const __nv_bfloat16* p, int64_t i4) { return ldw4(p, kBF16, i4); }
+__device__ __forceinline__ void st4(float* p, int64_t i4, float4 v) { reinterpret_cast<float4*>(p)[i4] = v; }
+__device__ __forceinline__ void st4(__nv_bfloat16* p, int64_t i4, float4 v) {
+  const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+  reinterpret_cast<uint2*>(p)[i4] = make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+}
+
 // With w2 (optional): afterwards out = x * rsqrt(mean(x^2) + eps) * w2 over the updated row (F32, or BF16 when
 // out_bf16), and f is left as it was read; without w2, f gets the normed values. out may alias f: every element
-// is read and rewritten by the same thread.
-__global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, int64_t D, float eps, const void* s,
+// is read and rewritten by the same thread. F: f's element type (float, or bf16 for a bf16 prefill's GEMM
+// outputs).
+template <typename F>
+__global__ void add_rmsnorm_kernel(float* x, F* f, const void* w, int wdt, int64_t D, float eps, const void* s,
                                    int sdt, const void* w2, int w2dt, void* out, bool out_bf16) {
   float* xr = x + int64_t(blockIdx.x) * D;
-  float* fr = f + int64_t(blockIdx.x) * D;
+  F* fr = f + int64_t(blockIdx.x) * D;
   float ss = 0.f;
-  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) ss += fr[i] * fr[i];
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) ss += to_f(fr[i]) * to_f(fr[i]);
   ss = block_sum(ss);
   const float inv = 1.0f / sqrtf(ss / float(D) + eps);
   const float sv = s ? ldw(s, sdt, 0) : 1.f;
   float ss2 = 0.f;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
-    const float n = fr[i] * inv * ldw(w, wdt, i);
-    if (!w2) fr[i] = n;
-    const float v = s ? (xr[i] + n) * sv : xr[i] + n;
+    const float n = __fmul_rn(__fmul_rn(to_f(fr[i]), inv), ldw(w, wdt, i));
+    if (!w2) fr[i] = from_f<F>(n);
+    const float v = s ? __fmul_rn(__fadd_rn(xr[i], n), sv) : __fadd_rn(xr[i], n);
     xr[i] = v;
     ss2 += v * v;
   }
@@ -56,11 +79,12 @@ __global__ void add_rmsnorm_kernel(float* x, float* f, const void* w, int wdt, i
 // dependent scalar loads made it latency-bound (15 us under ncu with a cold L2, H200).
 constexpr int kVec = 4;
 
-__global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wdt, int64_t D, float eps, const void* s,
+template <typename F>
+__global__ void add_rmsnorm_vec_kernel(float* x, F* f, const void* w, int wdt, int64_t D, float eps, const void* s,
                                        int sdt, const void* w2, int w2dt, void* out, bool out_bf16) {
   const int64_t D4 = D / 4;
   float4* xr = reinterpret_cast<float4*>(x + int64_t(blockIdx.x) * D);
-  float4* fr = reinterpret_cast<float4*>(f + int64_t(blockIdx.x) * D);
+  F* fr = f + int64_t(blockIdx.x) * D;
   float4 fv[kVec], xv[kVec], wv[kVec], w2v[kVec];
 #pragma unroll
   for (int j = 0; j < kVec; ++j) {  // the norm weights do not depend on earlier kernels (PDL)
@@ -78,7 +102,7 @@ __global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wd
   for (int j = 0; j < kVec; ++j) {
     const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
     if (i < D4) {
-      fv[j] = fr[i], xv[j] = xr[i];
+      fv[j] = ld4(fr, i), xv[j] = xr[i];
       ss += fv[j].x * fv[j].x + fv[j].y * fv[j].y + fv[j].z * fv[j].z + fv[j].w * fv[j].w;
     }
   }
@@ -89,11 +113,12 @@ __global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wd
   for (int j = 0; j < kVec; ++j) {
     const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
     if (i < D4) {
-      float4 n = make_float4(fv[j].x * inv * wv[j].x, fv[j].y * inv * wv[j].y, fv[j].z * inv * wv[j].z,
-                             fv[j].w * inv * wv[j].w);
-      if (!w2) fr[i] = n;
-      float4 v = make_float4(xv[j].x + n.x, xv[j].y + n.y, xv[j].z + n.z, xv[j].w + n.w);
-      if (s) v = make_float4(v.x * sv, v.y * sv, v.z * sv, v.w * sv);
+      const float4 n = make_float4(mul3(fv[j].x, inv, wv[j].x), mul3(fv[j].y, inv, wv[j].y),
+                                   mul3(fv[j].z, inv, wv[j].z), mul3(fv[j].w, inv, wv[j].w));
+      if (!w2) st4(fr, i, n);
+      float4 v = make_float4(__fadd_rn(xv[j].x, n.x), __fadd_rn(xv[j].y, n.y), __fadd_rn(xv[j].z, n.z),
+                             __fadd_rn(xv[j].w, n.w));
+      if (s) v = make_float4(__fmul_rn(v.x, sv), __fmul_rn(v.y, sv), __fmul_rn(v.z, sv), __fmul_rn(v.w, sv));
       xr[i] = v;
       xv[j] = v;
       ss2 += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
@@ -108,13 +133,8 @@ __global__ void add_rmsnorm_vec_kernel(float* x, float* f, const void* w, int wd
     if (i < D4) {
       const float4 o = make_float4(xv[j].x * inv2 * w2v[j].x, xv[j].y * inv2 * w2v[j].y, xv[j].z * inv2 * w2v[j].z,
                                    xv[j].w * inv2 * w2v[j].w);
-      if (out_bf16) {
-        const __nv_bfloat162 lo = __floats2bfloat162_rn(o.x, o.y), hi = __floats2bfloat162_rn(o.z, o.w);
-        reinterpret_cast<uint2*>(out)[int64_t(blockIdx.x) * D4 + i] =
-            make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
-      } else {
-        reinterpret_cast<float4*>(out)[int64_t(blockIdx.x) * D4 + i] = o;
-      }
+      if (out_bf16) st4(static_cast<__nv_bfloat16*>(out), int64_t(blockIdx.x) * D4 + i, o);
+      else st4(static_cast<float*>(out), int64_t(blockIdx.x) * D4 + i, o);
     }
   }
 }
@@ -247,13 +267,6 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
   write_norm_rope(x.r, raw, inv, rf, x.w, wdt, hd, x.ck);
 }
 
-__device__ __forceinline__ float to_f(float a) { return a; }
-__device__ __forceinline__ float to_f(__nv_bfloat16 a) { return __bfloat162float(a); }
-template <typename T>
-__device__ __forceinline__ T from_f(float a) {
-  if constexpr (sizeof(T) == 2) return __float2bfloat16_rn(a);
-  else return a;
-}
 
 // head_dim = 64 P (the 12B's 256 and 512): one warp per head, lane l holding the rotation pairs
 // (j, j + hd/2) for j = l, l + 32, ...; warp reductions only. A 4096-token prefill has 131K heads per layer,
@@ -406,18 +419,27 @@ void launch_gelu(const float* x, const void* wg, const void* wu, int wdt, int64_
 
 }  // namespace
 
-int add_rmsnorm(float* x, float* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s, int sdt,
-                const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st) {
-  if (rows <= 0) return 0;
+template <typename F>
+void launch_add_rmsnorm(float* x, F* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s,
+                        int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st) {
   const int64_t threads = ((D / 4 + kVec - 1) / kVec + 31) / 32 * 32;
-  const bool vec = D % 4 == 0 && threads <= 1024 && (uintptr_t(x) | uintptr_t(f) | uintptr_t(out) | uintptr_t(w) |
-                                                     uintptr_t(w2)) % 16 == 0;
+  const bool vec = D % 4 == 0 && threads <= 1024 && (uintptr_t(x) | uintptr_t(out) | uintptr_t(w) | uintptr_t(w2)) % 16 == 0 &&
+                   uintptr_t(f) % (4 * sizeof(F)) == 0;
   if (vec)
-    launch_pdl(add_rmsnorm_vec_kernel, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, st, x, f, w, wdt, D, eps, s, sdt,
-               w2, w2dt, out, out_bf16);
+    launch_pdl(add_rmsnorm_vec_kernel<F>, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, st, x, f, w, wdt, D, eps, s,
+               sdt, w2, w2dt, out, out_bf16);
   else
-    add_rmsnorm_kernel<<<unsigned(rows), D >= 1024 ? 512 : 128, 0, st>>>(x, f, w, wdt, D, eps, s, sdt, w2, w2dt, out,
-                                                                          out_bf16);
+    add_rmsnorm_kernel<F><<<unsigned(rows), D >= 1024 ? 512 : 128, 0, st>>>(x, f, w, wdt, D, eps, s, sdt, w2, w2dt, out,
+                                                                             out_bf16);
+}
+
+int add_rmsnorm(float* x, void* f, bool f_bf16, const void* w, int wdt, int64_t rows, int64_t D, float eps,
+                const void* s, int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st) {
+  if (rows <= 0) return 0;
+  if (f_bf16)
+    launch_add_rmsnorm(x, static_cast<__nv_bfloat16*>(f), w, wdt, rows, D, eps, s, sdt, w2, w2dt, out, out_bf16, st);
+  else
+    launch_add_rmsnorm(x, static_cast<float*>(f), w, wdt, rows, D, eps, s, sdt, w2, w2dt, out, out_bf16, st);
   return int(cudaGetLastError());
 }
 

@@ -73,9 +73,10 @@ int layer_tail(const LayerTailArgs& a, int wdt, unsigned* sync, float* partials,
 
 // ---- fused_kernels.cu (the fused forms of ops.h)
 // x = (x + rmsnorm(f, w)) * s; without w2 f = rmsnorm(f, w); with w2 out = rmsnorm(x, w2) (F32, or BF16 when
-// out_bf16; out may alias f, f is not written otherwise).
-int add_rmsnorm(float* x, float* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s, int sdt,
-                const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st);
+// out_bf16; out may alias f, f is not written otherwise). f is F32, or BF16 when f_bf16 (a bf16 prefill's GEMM
+// outputs).
+int add_rmsnorm(float* x, void* f, bool f_bf16, const void* w, int wdt, int64_t rows, int64_t D, float eps,
+                const void* s, int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st);
 int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int head_dim, float eps, const int64_t* pos,
                  const float* inv_freq, cudaStream_t s);
 // The attention inputs of T rows in one launch (ops.h qkv_norm_rope): q [T, nq*hd] and k [T, nkv*hd] get the
