@@ -67,19 +67,27 @@ __device__ __forceinline__ void load_rows(char* tile, const bf16* src, int64_t l
   }
 }
 
-// The key slots [j_lo, j_hi) that a block with query positions qmin .. qmax may see: positions kp0 + j (keys
-// at consecutive positions), bounded by causality and the window.
-__device__ __forceinline__ void key_range(int64_t qmin, int64_t qmax, int64_t kp0, int64_t S, int window,
-                                          int64_t& j_lo, int64_t& j_hi) {
-  j_lo = window > 0 ? max(int64_t(0), qmin - window + 1 - kp0) : 0;
-  j_hi = min(S, qmax - kp0 + 1);
+// Positions in the kernels' arithmetic are relative to the first key's (kp0; keys at consecutive positions,
+// key slot j at kp0 + j) and 32-bit: a query position becomes qp - kp0, clamped to +-2^30, which keeps every
+// comparison with a slot j in [0, S) exact (S < 2^30, flash_wgmma_applies). 64-bit position arithmetic cost
+// registers and two instructions per compare.
+__device__ __forceinline__ int rel_pos(int64_t qp, int64_t kp0) {
+  return int(max(int64_t(-(1 << 30)), min(int64_t(1 << 30), qp - kp0)));
+}
+constexpr int kNoRow = -(1 << 30);  // the relative position of a padding row: sees no key
+
+// The key slots [j_lo, j_hi) that a block with relative query positions qmin .. qmax may see, bounded by
+// causality and the window.
+__device__ __forceinline__ void key_range(int qmin, int qmax, int S, int window, int& j_lo, int& j_hi) {
+  j_lo = window > 0 ? max(0, qmin - window + 1) : 0;
+  j_hi = min(S, qmax + 1);
 }
 
 // The first step of tile_pipeline's iteration t for both kernels: K_t and V_{t-1} (issued one iteration ago)
 // have landed and are visible to the async proxy; after the barrier every warp is done with iteration t - 1, so
 // K_{t-1}'s stage takes K_{t+1} and V_{t-2}'s takes V_t (stages t & 1 of `bytes` each, KEYS keys a tile).
 template <int KEYS, class Load>
-__device__ __forceinline__ void next_tiles(int64_t t, int64_t n_tiles, int64_t j_lo, char* sk, char* sv, int bytes,
+__device__ __forceinline__ void next_tiles(int t, int n_tiles, int j_lo, char* sk, char* sv, int bytes,
                                            const bf16* k, const bf16* v, Load&& load) {
   cp_async_wait<0>();
   fence_proxy_async();
@@ -110,7 +118,7 @@ __device__ __forceinline__ void rescale(float* acc, float c0, float c1) {
 // begin(t) waits for tile t's data and issues the next loads; issue_s(t) / issue_pv(t, p) issue and commit
 // one wgmma group each (P V reads p); softmax(t, p, c0, c1) turns s into p.
 template <int NS, int NP, class Begin, class IssueS, class IssuePV, class Softmax>
-__device__ __forceinline__ void tile_pipeline(int64_t n_tiles, float* s, float* acc, uint32_t* pa, uint32_t* pb,
+__device__ __forceinline__ void tile_pipeline(int n_tiles, float* s, float* acc, uint32_t* pa, uint32_t* pb,
                                               Begin&& begin, IssueS&& issue_s, IssuePV&& issue_pv,
                                               Softmax&& softmax) {
   if (n_tiles <= 0) return;
@@ -122,7 +130,7 @@ __device__ __forceinline__ void tile_pipeline(int64_t n_tiles, float* s, float* 
   wg_pin<NS>(s);
   softmax(0, pa, c0, c1);
   // Iteration t: P_{t-1} in `prev`, P_t into `next`.
-  auto step = [&](int64_t t, uint32_t* prev, uint32_t* next) {
+  auto step = [&](int t, uint32_t* prev, uint32_t* next) {
     begin(t);
     wg_fence();
     issue_s(t);
@@ -135,7 +143,7 @@ __device__ __forceinline__ void tile_pipeline(int64_t n_tiles, float* s, float* 
     wg_pin<NP>(prev);
     rescale(acc, c0, c1);
   };
-  int64_t t = 1;
+  int t = 1;
   for (; t + 1 < n_tiles; t += 2) {
     step(t, pa, pb);
     step(t + 1, pb, pa);
@@ -167,18 +175,18 @@ __device__ __forceinline__ void row_inverse(float l0, float l1, float& inv0, flo
 // One tile's scores -> probabilities, for the thread's two rows (g and g + 8 of its warp's 16): s holds NT
 // n-tiles of 8 keys in the accumulator layout, s[4 n + e] = (row g, key j0 + 8 n + 2 t4 + e) and
 // s[4 n + 2 + e] = (row g + 8, same key), a row's keys spread over the 4 lanes of a quad. Scales to log2
-// units, masks by position unless every row of the block (positions qmin .. qmax) sees the whole tile (keys at
-// positions kp0 + j0 .. kp0 + j0 + 8 NT - 1), updates the running max m and sum l, sets
+// units, masks by position unless every row of the block (relative positions qmin .. qmax) sees the whole
+// tile (keys j0 .. j0 + 8 NT - 1), updates the running max m and sum l, sets
 // the factors c0 / c1 by which the rows' output accumulators must be rescaled (rescale(), exactly 1 when a
 // max did not move), and packs P in bf16 as the A operand of NT / 2 k-steps of 16 keys (pa[4 ks .. 4 ks + 3]:
 // the mma.sync A layout).
 template <int NT>
 __device__ __forceinline__ void softmax_tile(float* s, uint32_t* pa, float& m0, float& m1, float& l0, float& l1,
-                                             float& c0, float& c1, int64_t j0, int64_t S, int64_t kp0, int64_t qmin,
-                                             int64_t qmax, int64_t qp0, int64_t qp1, int window, float sl2, int t4) {
+                                             float& c0, float& c1, int j0, int S, int qmin, int qmax, int qp0,
+                                             int qp1, int window, float sl2, int t4) {
   constexpr int kTileKeys = 8 * NT;
   const bool whole =
-      j0 + kTileKeys <= S && kp0 + j0 + kTileKeys - 1 <= qmin && (window <= 0 || kp0 + j0 > qmax - window);
+      j0 + kTileKeys <= S && j0 + kTileKeys - 1 <= qmin && (window <= 0 || j0 > qmax - window);
   float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
   for (int n = 0; n < NT; ++n)
@@ -189,10 +197,10 @@ __device__ __forceinline__ void softmax_tile(float* s, uint32_t* pa, float& m0, 
       if (whole) {
         a *= sl2, b *= sl2;
       } else {
-        const int64_t j = j0 + 8 * n + 2 * t4 + e, kp = kp0 + j;
+        const int j = j0 + 8 * n + 2 * t4 + e;
         const bool in = j < S;
-        a = in && kp <= qp0 && (window <= 0 || kp > qp0 - window) ? a * sl2 : -INFINITY;
-        b = in && kp <= qp1 && (window <= 0 || kp > qp1 - window) ? b * sl2 : -INFINITY;
+        a = in && j <= qp0 && (window <= 0 || j > qp0 - window) ? a * sl2 : -INFINITY;
+        b = in && j <= qp1 && (window <= 0 || j > qp1 - window) ? b * sl2 : -INFINITY;
       }
       mx0 = fmaxf(mx0, a);
       mx1 = fmaxf(mx1, b);
@@ -242,12 +250,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     atomicMax(&s_qmax, p);
   }
   __syncthreads();
-  const int64_t kp0 = S > 0 ? k_pos[0] : 0, qmin = int64_t(s_qmin), qmax = int64_t(s_qmax);
-  int64_t j_lo, j_hi;
-  key_range(qmin, qmax, kp0, S, window, j_lo, j_hi);
+  const int64_t kp0 = S > 0 ? k_pos[0] : 0;
+  const int qmin = rel_pos(int64_t(s_qmin), kp0), qmax = rel_pos(int64_t(s_qmax), kp0), S32 = int(S);
+  int j_lo, j_hi;
+  key_range(qmin, qmax, S32, window, j_lo, j_hi);
   // This thread's two rows (g and g + 8 of its warp's 16).
   const int64_t row0 = i0 + warp * 16 + g, row1 = row0 + 8;
-  const int64_t qp0 = row0 < T ? q_pos[row0] : INT64_MIN / 2, qp1 = row1 < T ? q_pos[row1] : INT64_MIN / 2;
+  const int qp0 = row0 < T ? rel_pos(q_pos[row0], kp0) : kNoRow, qp1 = row1 < T ? rel_pos(q_pos[row1], kp0) : kNoRow;
 
   float acc[128];
 #pragma unroll
@@ -260,14 +269,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     load_rows<kKeys, kChunks, kThreads>(base, src + int64_t(kh) * kHD, ldkv, j0, S);
   };
   const uint64_t dq = wg_desc(smem_addr(sq + wg * kTile), 16, 1024);
-  const int64_t n_tiles = j_lo < j_hi ? (j_hi - j_lo + kKeys - 1) / kKeys : 0;
+  const int n_tiles = j_lo < j_hi ? (j_hi - j_lo + kKeys - 1) / kKeys : 0;
   if (n_tiles > 0) load(sk, k, j_lo);
   cp_async_commit();
   // The steps of tile_pipeline.
   uint32_t pa[16] = {}, pb[16] = {};
   float s[32];
-  auto begin_tile = [&](int64_t t) { next_tiles<kKeys>(t, n_tiles, j_lo, sk, sv, kTile, k, v, load); };
-  auto issue_s = [&](int64_t t) {  // 16 k-steps of 16 dims: step kk is 32 bytes into the rows of block kk / 4
+  auto begin_tile = [&](int t) { next_tiles<kKeys>(t, n_tiles, j_lo, sk, sv, kTile, k, v, load); };
+  auto issue_s = [&](int t) {  // 16 k-steps of 16 dims: step kk is 32 bytes into the rows of block kk / 4
     const uint64_t dk = wg_desc(smem_addr(sk + (t & 1) * kTile), 16, 1024);
 #pragma unroll
     for (int kk = 0; kk < kHD / 16; ++kk) {
@@ -276,15 +285,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     wg_commit();
   };
-  auto issue_pv = [&](int64_t t, const uint32_t* p) {  // O += P_t V_t: k-step ks = keys 16 ks .. + 15 = two 8-key groups
+  auto issue_pv = [&](int t, const uint32_t* p) {  // O += P_t V_t: k-step ks = keys 16 ks .. + 15 = two 8-key groups
     const uint64_t dv = wg_desc(smem_addr(sv + (t & 1) * kTile), kKeys * 128, 1024);
 #pragma unroll
     for (int ks = 0; ks < kKeys / 16; ++ks) wgmma_m64n256k16_rs(acc, p + 4 * ks, wg_desc_at(dv, ks * 2048));
     wg_commit();
   };
-  auto softmax = [&](int64_t t, uint32_t* p, float& c0, float& c1) {
-    softmax_tile<kKeys / 8>(s, p, m0, m1, l0, l1, c0, c1, j_lo + t * kKeys, S, kp0, qmin, qmax, qp0, qp1, window,
-                            sl2, t4);
+  auto softmax = [&](int t, uint32_t* p, float& c0, float& c1) {
+    softmax_tile<kKeys / 8>(s, p, m0, m1, l0, l1, c0, c1, j_lo + t * kKeys, S32, qmin, qmax, qp0, qp1, window, sl2,
+                            t4);
   };
   tile_pipeline<32, 16>(n_tiles, s, acc, pa, pb, begin_tile, issue_s, issue_pv, softmax);
   cp_async_wait<0>();
@@ -310,7 +319,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 // run latest positions first (they see the most keys).
 constexpr int kMRows = 64, kMKeys = 32, kMHD = 512, kMChunks = kMHD / 8;
 constexpr int kMQBytes = kMRows * kMHD * 2, kMTile = kMKeys * kMHD * 2;
-constexpr size_t kMSmem = kMQBytes + 4 * size_t(kMTile) + 2 * 16 * 128 * sizeof(float) + 1024;
+constexpr size_t kMSmem = kMQBytes + 4 * size_t(kMTile) + 1024;
 
 __global__ void __launch_bounds__(kThreads, 1)
     flash_wgmma_mqa_kernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
@@ -321,7 +330,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   char* sq = smem;                  // [64 rows][512]
   char* sk = sq + kMQBytes;         // [2 stages][32 keys][512]
   char* sv = sk + 2 * kMTile;       // [2 stages]
-  float* sx = reinterpret_cast<float*>(sv + 2 * kMTile);  // [2 warpgroups][16 values][128 threads]
+  // The partial scores' exchange, [2 warpgroups][4][128 threads] float4s: a static array, which the compiler
+  // reads with shared loads (through a pointer into the aligned dynamic buffer it used generic ones).
+  __shared__ float4 x4[2 * 4 * 128];
 
   const int wg = threadIdx.x >> 7, wt = threadIdx.x & 127, warp = wt >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t4 = lane & 3;
@@ -337,14 +348,15 @@ __global__ void __launch_bounds__(kThreads, 1)
                q + (valid ? t : 0) * ldq + int64_t(kh * 16 + r % 16) * kMHD + c * 8, valid);
   }
   cp_async_commit();
-  int64_t qmin = INT64_MAX, qmax = INT64_MIN;
+  int64_t qmin64 = INT64_MAX, qmax64 = INT64_MIN;
 #pragma unroll
   for (int i = 0; i < kMRows / 16; ++i)
-    if (p0 + i < T) qmin = min(qmin, q_pos[p0 + i]), qmax = max(qmax, q_pos[p0 + i]);
+    if (p0 + i < T) qmin64 = min(qmin64, q_pos[p0 + i]), qmax64 = max(qmax64, q_pos[p0 + i]);
   const int64_t kp0 = S > 0 ? k_pos[0] : 0;
-  int64_t j_lo, j_hi;
-  key_range(qmin, qmax, kp0, S, window, j_lo, j_hi);
-  const int64_t qp = p0 + warp < T ? q_pos[p0 + warp] : INT64_MIN / 2;  // both of this thread's rows
+  const int qmin = rel_pos(qmin64, kp0), qmax = rel_pos(qmax64, kp0), S32 = int(S);
+  int j_lo, j_hi;
+  key_range(qmin, qmax, S32, window, j_lo, j_hi);
+  const int qp = p0 + warp < T ? rel_pos(q_pos[p0 + warp], kp0) : kNoRow;  // both of this thread's rows
 
   float acc[128];
 #pragma unroll
@@ -355,18 +367,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The same loads and tile_pipeline as flash_wgmma_kernel; the exchange and softmax of tile t run under
   // P_{t-1} V_{t-1}.
   auto load = [&](char* base, const bf16* src, int64_t j0) {
-    load_rows<kMKeys, kMChunks, kThreads, false>(base, src + int64_t(kh) * kMHD, ldkv, j0, S);
+    load_rows<kMKeys, kMChunks, kThreads, true>(base, src + int64_t(kh) * kMHD, ldkv, j0, S);
   };
   const uint64_t dq = wg_desc(smem_addr(sq), 16, 1024);
-  const int64_t n_tiles = j_lo < j_hi ? (j_hi - j_lo + kMKeys - 1) / kMKeys : 0;
+  const int n_tiles = j_lo < j_hi ? (j_hi - j_lo + kMKeys - 1) / kMKeys : 0;
   if (n_tiles > 0) load(sk, k, j_lo);
   cp_async_commit();
   uint32_t pa[8] = {}, pb[8] = {};
   float s[16];
-  float4* x4 = reinterpret_cast<float4*>(sx);  // [2 warpgroups][4][128 threads] float4s
   // (next_tiles' barrier also frees the partials' exchange area of iteration t - 1.)
-  auto begin_tile = [&](int64_t t) { next_tiles<kMKeys>(t, n_tiles, j_lo, sk, sv, kMTile, k, v, load); };
-  auto issue_s = [&](int64_t t) {  // this warpgroup's 16 k-steps (dims 256 wg + 16 kk: block 4 wg + kk / 4)
+  auto begin_tile = [&](int t) { next_tiles<kMKeys>(t, n_tiles, j_lo, sk, sv, kMTile, k, v, load); };
+  auto issue_s = [&](int t) {  // this warpgroup's 16 k-steps (dims 256 wg + 16 kk: block 4 wg + kk / 4)
     const uint64_t dk = wg_desc(smem_addr(sk + (t & 1) * kMTile), 16, 1024);
 #pragma unroll
     for (int kk = 0; kk < 16; ++kk) {
@@ -376,7 +387,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     wg_commit();
   };
-  auto issue_pv = [&](int64_t t, const uint32_t* p) {  // this warpgroup's 256 dims: V blocks 4 wg .. 4 wg + 3
+  auto issue_pv = [&](int t, const uint32_t* p) {  // this warpgroup's 256 dims: V blocks 4 wg .. 4 wg + 3
     const uint64_t dv = wg_desc(smem_addr(sv + (t & 1) * kMTile) + 4 * wg * (kMKeys * 128), kMKeys * 128, 1024);
 #pragma unroll
     for (int ks = 0; ks < kMKeys / 16; ++ks) wgmma_m64n256k16_rs(acc, p + 4 * ks, wg_desc_at(dv, ks * 2048));
@@ -384,7 +395,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   // S_t's partial (done) plus the other warpgroup's (thread wt of both holds the same elements), then the
   // softmax.
-  auto softmax = [&](int64_t t, uint32_t* p, float& c0, float& c1) {
+  auto softmax = [&](int t, uint32_t* p, float& c0, float& c1) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) x4[(wg * 4 + i) * 128 + wt] = make_float4(s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]);
     __syncthreads();
@@ -393,8 +404,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       const float4 o4 = x4[((wg ^ 1) * 4 + i) * 128 + wt];
       s[4 * i] += o4.x, s[4 * i + 1] += o4.y, s[4 * i + 2] += o4.z, s[4 * i + 3] += o4.w;
     }
-    softmax_tile<kMKeys / 8>(s, p, m0, m1, l0, l1, c0, c1, j_lo + t * kMKeys, S, kp0, qmin, qmax, qp, qp, window,
-                             sl2, t4);
+    softmax_tile<kMKeys / 8>(s, p, m0, m1, l0, l1, c0, c1, j_lo + t * kMKeys, S32, qmin, qmax, qp, qp, window, sl2,
+                             t4);
   };
   tile_pipeline<16, 8>(n_tiles, s, acc, pa, pb, begin_tile, issue_s, issue_pv, softmax);
   cp_async_wait<0>();
@@ -443,7 +454,7 @@ bool flash_wgmma_takes(int n_q_heads, int n_kv_heads, int head_dim, bool io_bf16
 }
 
 bool flash_wgmma_applies(const FlashAttention& a) {
-  return flash_wgmma_takes(a.n_q_heads, a.n_kv_heads, a.head_dim, a.io_bf16, a.kv_bf16, a.keys_consecutive,
+  return a.S < (int64_t(1) << 30) && flash_wgmma_takes(a.n_q_heads, a.n_kv_heads, a.head_dim, a.io_bf16, a.kv_bf16, a.keys_consecutive,
                            a.q_block != nullptr);
 }
 
