@@ -40,18 +40,17 @@ using bf16 = __nv_bfloat16;
 
 // Rows [j0, j0 + ROWS) of a bf16 table (row stride ld elements; src points at the tile's first column) into a
 // tile of the wgmma_util.cuh layout, CH 16-byte chunks a row, by THREADS threads: thread t copies chunk t % CH of
-// rows t / CH + (THREADS / CH) i. Rows >= S are zero-filled. FAST: a whole tile (every tile of a key range but
+// rows t / CH + (THREADS / CH) i. Rows >= S are zero-filled. A whole tile (every tile of a key range but
 // its last) skips the row checks, and its swizzle (chunk ^ (row & 7)) takes two values, since the rows step by
-// a multiple of 4 (ncu SASS found ~15 instructions around each cp.async of the checked form). The full layers'
-// kernel keeps the checked form: at 255 registers the fast one spilled, and ran 2-6% slower.
-template <int ROWS, int CH, int THREADS, bool FAST = true>
+// a multiple of 4 (ncu SASS found ~15 instructions around each cp.async of the checked form).
+template <int ROWS, int CH, int THREADS>
 __device__ __forceinline__ void load_rows(char* tile, const bf16* src, int64_t ld, int64_t j0, int64_t S) {
   constexpr int kStep = THREADS / CH;
   static_assert(THREADS % CH == 0 && ROWS % kStep == 0 && kStep % 4 == 0, "load_rows: the threads must tile the rows");
   const int c = threadIdx.x % CH, r0 = threadIdx.x / CH;
   const uint32_t base = smem_addr(tile) + (c >> 3) * (ROWS * 128) + r0 * 128;
   const bf16* p = src + (j0 + r0) * ld + c * 8;
-  if (FAST && j0 + ROWS <= S) {
+  if (j0 + ROWS <= S) {
     // Row r0 + kStep i: swizzle sw[(kStep i / 4) & 1], since adding 4 to a row flips bit 2 of row & 7.
     const uint32_t sw0 = ((c & 7) ^ (r0 & 7)) << 4, sw[2] = {sw0, sw0 ^ 64u};
     const int64_t step = int64_t(kStep) * ld;
@@ -367,7 +366,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The same loads and tile_pipeline as flash_wgmma_kernel; the exchange and softmax of tile t run under
   // P_{t-1} V_{t-1}.
   auto load = [&](char* base, const bf16* src, int64_t j0) {
-    load_rows<kMKeys, kMChunks, kThreads, true>(base, src + int64_t(kh) * kMHD, ldkv, j0, S);
+    load_rows<kMKeys, kMChunks, kThreads>(base, src + int64_t(kh) * kMHD, ldkv, j0, S);
   };
   const uint64_t dq = wg_desc(smem_addr(sq), 16, 1024);
   const int n_tiles = j_lo < j_hi ? (j_hi - j_lo + kMKeys - 1) / kMKeys : 0;
