@@ -244,9 +244,12 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
   // prefill on the GPU), else F32 sharing hbuf.
   const DType norm_dt = ops.matmul_input_dtype(T);
   Tensor nbuf = norm_dt == DType::F32 ? hbuf : ops.alloc(norm_dt, {T, H});
-  // The o and down projections' outputs in a dense layer's tail: bf16 with bf16 matmul inputs, as a bf16 model
-  // rounds every linear output (HF), and half the bytes for the residual add that reads them; else F32 (hbuf).
-  Tensor rbuf = norm_dt == DType::F32 ? hbuf : ops.alloc(norm_dt, {T, H});
+  // The o and down projections' outputs in a dense layer's tail (ops.layer_tail below): bf16 with bf16 matmul
+  // inputs, as a bf16 model rounds every linear output (HF), and half the bytes for the residual add that reads
+  // them; else F32 (hbuf).
+  const bool any_tail = !tape && P == 0 && !layers_.empty() &&
+                        std::any_of(layers_.begin(), layers_.end() - 1, [](const LayerSpec& s) { return !s.has_moe; });
+  Tensor rbuf = norm_dt == DType::F32 || !any_tail ? hbuf : ops.alloc(norm_dt, {T, H});
   // q, k, v and the attention output: bf16 where the backend's attention reads bf16 (a GPU prefill), except with
   // KV-shared layers (their q takes rmsnorm_rope, an F32 op).
   int64_t min_rows = T;

@@ -573,7 +573,8 @@ TEST(CudaOps, FusedForms) {
       Tensor xc4 = x.to_f32(), fc4 = f16.to_f32(), xc5 = x.to_f32(), fc5 = f16.to_f32();
       cpu().add_rmsnorm_norm(xc4, fc4, w, 1e-6f, with_scale ? &sc : nullptr, w2, fc4);
       cpu().add_rmsnorm(xc5, fc5, w, 1e-6f, with_scale ? &sc : nullptr);
-      Tensor xg4 = gpu_bf16().to_device(x), fg4 = gpu_bf16().to_device(f16), ob4 = gpu_bf16().alloc(DType::BF16, {3, D});
+      Tensor xg4 = gpu_bf16().to_device(x), fg4 = gpu_bf16().to_device(f16);
+      Tensor ob4 = gpu_bf16().alloc(DType::BF16, {3, D});
       gpu_bf16().add_rmsnorm_norm(xg4, fg4, gpu_bf16().to_device(w), 1e-6f, with_scale ? &sg : nullptr,
                                   gpu_bf16().to_device(w2), ob4);
       compare(fmt::format("add_rmsnorm_norm D={}{} (x, bf16 f)", D, with_scale ? " *scale" : ""), xg4, xc4);

@@ -38,7 +38,8 @@ __device__ __forceinline__ float4 ld4(const __nv_bfloat16* p, int64_t i4) { retu
 __device__ __forceinline__ void st4(float* p, int64_t i4, float4 v) { reinterpret_cast<float4*>(p)[i4] = v; }
 __device__ __forceinline__ void st4(__nv_bfloat16* p, int64_t i4, float4 v) {
   const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-  reinterpret_cast<uint2*>(p)[i4] = make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+  reinterpret_cast<uint2*>(p)[i4] =
+      make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
 }
 
 // With w2 (optional): afterwards out = x * rsqrt(mean(x^2) + eps) * w2 over the updated row (F32, or BF16 when
@@ -423,7 +424,8 @@ template <typename F>
 void launch_add_rmsnorm(float* x, F* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s,
                         int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st) {
   const int64_t threads = ((D / 4 + kVec - 1) / kVec + 31) / 32 * 32;
-  const bool vec = D % 4 == 0 && threads <= 1024 && (uintptr_t(x) | uintptr_t(out) | uintptr_t(w) | uintptr_t(w2)) % 16 == 0 &&
+  const bool vec = D % 4 == 0 && threads <= 1024 &&
+                   (uintptr_t(x) | uintptr_t(out) | uintptr_t(w) | uintptr_t(w2)) % 16 == 0 &&
                    uintptr_t(f) % (4 * sizeof(F)) == 0;
   if (vec)
     launch_pdl(add_rmsnorm_vec_kernel<F>, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, st, x, f, w, wdt, D, eps, s,
