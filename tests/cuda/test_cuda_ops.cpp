@@ -560,26 +560,25 @@ TEST(CudaOps, FusedForms) {
       gpu().add_rmsnorm_norm(xg2, fg2, wg, 1e-6f, with_scale ? &sg : nullptr, gpu().to_device(w2), fg2);
       compare(fmt::format("add_rmsnorm_norm D={}{} (x)", D, with_scale ? " *scale" : ""), xg2, xc2);
       compare(fmt::format("add_rmsnorm_norm D={}{} (out over f)", D, with_scale ? " *scale" : ""), fg2, fc2);
-      // A BF16 output (matmul_input_dtype of a bf16 prefill), into a tensor of its own.
-      Tensor xg3 = gpu_bf16().to_device(x), fg3 = gpu_bf16().to_device(f);
-      Tensor ob = gpu_bf16().alloc(DType::BF16, {3, D});
-      gpu_bf16().add_rmsnorm_norm(xg3, fg3, gpu_bf16().to_device(w), 1e-6f, with_scale ? &sg : nullptr,
-                                  gpu_bf16().to_device(w2), ob);
-      compare(fmt::format("add_rmsnorm_norm D={}{} (x, bf16 out)", D, with_scale ? " *scale" : ""), xg3, xc2);
-      compare(fmt::format("add_rmsnorm_norm D={}{} (bf16 out)", D, with_scale ? " *scale" : ""),
-              gpu_bf16().to_host(ob).to_f32(), fc2, 8e-3f);
+      // A BF16 output (matmul_input_dtype of a bf16 prefill), into a tensor of its own, from f_in (F32 or BF16)
+      // against the CPU's x_want / out_want.
+      auto bf16_out = [&](const Tensor& f_in, const char* x_tag, const char* out_tag, const Tensor& x_want,
+                          const Tensor& out_want) {
+        Tensor xg = gpu_bf16().to_device(x), fg = gpu_bf16().to_device(f_in);
+        Tensor ob = gpu_bf16().alloc(DType::BF16, {3, D});
+        gpu_bf16().add_rmsnorm_norm(xg, fg, gpu_bf16().to_device(w), 1e-6f, with_scale ? &sg : nullptr,
+                                    gpu_bf16().to_device(w2), ob);
+        compare(fmt::format("add_rmsnorm_norm D={}{} ({})", D, with_scale ? " *scale" : "", x_tag), xg, x_want);
+        compare(fmt::format("add_rmsnorm_norm D={}{} ({})", D, with_scale ? " *scale" : "", out_tag),
+                gpu_bf16().to_host(ob).to_f32(), out_want, 8e-3f);
+      };
+      bf16_out(f, "x, bf16 out", "bf16 out", xc2, fc2);
       // A BF16 f (a bf16 prefill's GEMM outputs): the CPU reference reads the same rounded values.
       Tensor f16 = f.to(DType::BF16);
       Tensor xc4 = x.to_f32(), fc4 = f16.to_f32(), xc5 = x.to_f32(), fc5 = f16.to_f32();
       cpu().add_rmsnorm_norm(xc4, fc4, w, 1e-6f, with_scale ? &sc : nullptr, w2, fc4);
       cpu().add_rmsnorm(xc5, fc5, w, 1e-6f, with_scale ? &sc : nullptr);
-      Tensor xg4 = gpu_bf16().to_device(x), fg4 = gpu_bf16().to_device(f16);
-      Tensor ob4 = gpu_bf16().alloc(DType::BF16, {3, D});
-      gpu_bf16().add_rmsnorm_norm(xg4, fg4, gpu_bf16().to_device(w), 1e-6f, with_scale ? &sg : nullptr,
-                                  gpu_bf16().to_device(w2), ob4);
-      compare(fmt::format("add_rmsnorm_norm D={}{} (x, bf16 f)", D, with_scale ? " *scale" : ""), xg4, xc4);
-      compare(fmt::format("add_rmsnorm_norm D={}{} (bf16 f, bf16 out)", D, with_scale ? " *scale" : ""),
-              gpu_bf16().to_host(ob4).to_f32(), fc4, 8e-3f);
+      bf16_out(f16, "x, bf16 f", "bf16 f, bf16 out", xc4, fc4);
       for (bool host_scale : {false, true}) {  // a host scale takes the composition
         Tensor xg5 = gpu_bf16().to_device(x), fg5 = gpu_bf16().to_device(f16);
         gpu_bf16().add_rmsnorm(xg5, fg5, gpu_bf16().to_device(w), 1e-6f,
