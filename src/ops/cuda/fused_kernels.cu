@@ -268,7 +268,6 @@ __global__ void qkv_norm_rope_kernel(float* q, float* k, float* v, bool v_from_k
   write_norm_rope(x.r, raw, inv, rf, x.w, wdt, hd, x.ck);
 }
 
-
 // head_dim = 64 P (the 12B's 256 and 512): one warp per head, lane l holding the rotation pairs
 // (j, j + hd/2) for j = l, l + 32, ...; warp reductions only. A 4096-token prefill has 131K heads per layer,
 // which the block-per-head kernel ran at about a third of the memory bandwidth. IO: the q/k/v element type
