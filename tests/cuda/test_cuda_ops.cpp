@@ -408,6 +408,14 @@ TEST(CudaOps, Attention) {
     // Decode with many heads per KV head (hd 256/512) runs on the tensor cores too (decode_attention.cu).
     const bool tc_decode = c.hq / c.hkv > 4 && (c.hd == 256 || c.hd == 512);
     compare("attention bf16 cache (bf16) " + c.name, ocb, want_r, c.T < 16 && !c.blocks && !tc_decode ? 2e-5f : 3e-2f);
+    if (c.T == 1 && c.hd == 256 && c.hq == 2 * c.hkv) {  // one row at g = 2: the cluster merge above, the counter here
+      setenv("GEMMA4_CUDA_CLUSTER_MERGE", "0", 1);
+      Tensor occ = poisoned(q.shape);
+      gpu_bf16().attention(gpu().to_device(q), gpu().to_device(kr), gpu().to_device(vr), c.hq, c.hkv, c.hd, 1.0f, m,
+                           occ);
+      unsetenv("GEMMA4_CUDA_CLUSTER_MERGE");
+      compare("attention bf16 cache (bf16, counter merge) " + c.name, occ, want_r, 2e-5f);
+    }
     // BF16 q and output (Ops::qkv_dtype) with the bf16 cache: read and written as they are by the tensor-core
     // prefill paths, through F32 copies elsewhere. The reference reads the same rounded queries.
     Tensor qr = q.to(DType::BF16);

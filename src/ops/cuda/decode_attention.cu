@@ -1,6 +1,8 @@
 // Decode attention for few query heads per KV head (g <= 4; the 12B's sliding layers have g = 2) and head_dim
 // 256 or 512: one pass over the keys with 16-byte loads, and the split merge done by the last block of each
-// (query row, KV head), so a layer's decode attention is one launch.
+// (query row, KV head), so a layer's decode attention is one launch. One bf16 row of the 12B's sliding shape
+// (g = 2, head_dim 256) runs 8 splits as one thread-block cluster instead, merged through distributed shared
+// memory (CM below).
 //
 // Grid (KV head, split, query row), 8 warps. Lane l owns dims [8l, 8l + 8) (and [256 + 8l, ...) for
 // head_dim 512) of every key, value and query row, so a key row is one coalesced read per 256 dims. Each
@@ -75,12 +77,29 @@ __device__ KeySlice<KV> key_slice(const DecodeSeq* seqs, const int32_t* row_seq,
   return ks;
 }
 
+constexpr int kClusterSplits = 8;  // CM: the blocks of a (row, KV head), one (portable) thread-block cluster
+
+__device__ __forceinline__ void cluster_sync_all() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+// Address of `p` (this block's shared memory) in the shared memory of the cluster's block `rank`.
+template <typename T>
+__device__ __forceinline__ const T* cluster_peer(const T* p, int rank) {
+  uint64_t r;
+  asm volatile("mapa.u64 %0, %1, %2;\n" : "=l"(r) : "l"(p), "r"(rank));
+  return reinterpret_cast<const T*>(r);
+}
+
 // HD = head_dim (256 or 512), G = query heads per KV head (1..4). PRE (one query row, bf16 cache): each warp
 // loads its first keys before the PDL wait, while the kernel before (the q/k/v norms, which append the step's
 // own K/V row) still runs; every other row of the cache is final by then, and the step's own row (the slot
 // holding position q_pos) is read again after the wait. Launch parameters (seqs, q_pos, k_pos) are host
 // uploads made before the step's first kernel.
-template <int HD, int G, typename KV, bool PRE>
+//
+// CM (the nsplit <= kClusterSplits blocks of a (row, KV head) one thread-block cluster): each block keeps its
+// partial in shared memory and, after a cluster barrier, merges its 1 / nsplit of the G HD outputs from every
+// block's partial (distributed shared memory): no global partials, no counter, no last block.
+template <int HD, int G, typename KV, bool PRE, bool CM = false>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_small_g_kernel(const float* __restrict__ q, const DecodeSeq* __restrict__ seqs,
                           const int32_t* __restrict__ row_seq, int64_t s_cap, int Hkv, float scale,
@@ -141,7 +160,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int u = 0; u < kInFlight; ++u) {
       const int64_t i = base0 + u, s = s0 + i;
       vis[u] = i < len && visible_key(qp, ks.position(s, k_pos), window);
-      raw_key(u, vis[u] ? s : s0);
+      // A held row: a block whose slice starts past the held keys has none of its own (a recorded step sizes
+      // the grid for up to 255 keys more than the cache may hold).
+      raw_key(u, vis[u] ? s : len > 0 ? s0 : 0);
     }
     pdl_wait();
     pdl_trigger();
@@ -211,6 +232,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     fold();
   }
   // Combine the warps: the block's partial for its key slice, head by head.
+  __shared__ float s_pm[CM ? G : 1], s_pl[CM ? G : 1];
+  __shared__ __align__(16) float s_pa[CM ? G : 1][CM ? HD : 1];
   if (lane == 0)
 #pragma unroll
     for (int j = 0; j < G; ++j) s_m[warp][j] = m[j], s_l[warp][j] = l[j];
@@ -230,7 +253,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       dst[1] = make_float4(a[4] * f, a[5] * f, a[6] * f, a[7] * f);
     }
     __syncthreads();
-    float* pa = part_acc + (prow + int64_t(j) * nsplit) * HD;
+    float* pa = CM ? &s_pa[CM ? j : 0][0] : part_acc + (prow + int64_t(j) * nsplit) * HD;
     for (int d = threadIdx.x; d < HD; d += blockDim.x) {
       float a = 0.f;
 #pragma unroll
@@ -242,9 +265,40 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int w = 0; w < kWarps; ++w)
         if (s_m[w][j] != -INFINITY) L += s_l[w][j] * exp2f(s_m[w][j] - M);
-      part_m[prow + int64_t(j) * nsplit] = M;  // log2 units
-      part_l[prow + int64_t(j) * nsplit] = L;
+      if constexpr (CM) {
+        s_pm[j] = M, s_pl[j] = L;
+      } else {
+        part_m[prow + int64_t(j) * nsplit] = M;  // log2 units
+        part_l[prow + int64_t(j) * nsplit] = L;
+      }
     }
+  }
+  if constexpr (CM) {
+    static_assert((G * HD) % kClusterSplits == 0, "CM: each block merges an equal share of the outputs");
+    cluster_sync_all();  // every block's partial is in its shared memory
+    const int per = G * HD / nsplit;  // nsplit = kClusterSplits
+    for (int i = threadIdx.x; i < per; i += blockDim.x) {
+      const int idx = split * per + i, j = idx / HD, d = idx % HD;
+      float pm[kClusterSplits], pl[kClusterSplits], pa[kClusterSplits];
+#pragma unroll
+      for (int p = 0; p < kClusterSplits; ++p)
+        if (p < nsplit) pm[p] = *cluster_peer(&s_pm[j], p), pl[p] = *cluster_peer(&s_pl[j], p),
+                        pa[p] = *cluster_peer(&s_pa[j][d], p);
+      float M = -INFINITY;
+#pragma unroll
+      for (int p = 0; p < kClusterSplits; ++p)
+        if (p < nsplit) M = fmaxf(M, pm[p]);
+      float L = 0.f, a = 0.f;
+#pragma unroll
+      for (int p = 0; p < kClusterSplits; ++p)
+        if (p < nsplit && pm[p] != -INFINITY) {
+          const float w = exp2f(pm[p] - M);
+          L += w * pl[p], a += w * pa[p];
+        }
+      o[(t * Hq + int64_t(kh) * G + j) * HD + d] = L > 0.f ? a / L : 0.f;
+    }
+    cluster_sync_all();  // the peers have read this block's partial
+    return;
   }
   // The last block of (row, KV head) merges the splits.
   __threadfence();
@@ -459,6 +513,11 @@ bool decode_preload_enabled() {
   return !(v && v[0] == '0' && v[1] == 0);
 }
 
+bool cluster_merge_enabled() {
+  const char* v = std::getenv("GEMMA4_CUDA_CLUSTER_MERGE");
+  return !(v && v[0] == '0' && v[1] == 0);
+}
+
 template <int HD, typename KV>
 int launch_g(const float* q, const DecodeSeq* seqs, const int32_t* row_seq, int64_t T, int64_t s_cap, int Hq, int Hkv,
              float scale, const int64_t* q_pos, const int64_t* k_pos, int window, int nsplit, float* part_m,
@@ -468,6 +527,20 @@ int launch_g(const float* q, const DecodeSeq* seqs, const int32_t* row_seq, int6
   const int G = Hq / Hkv;
   constexpr bool kBf16 = std::is_same_v<KV, __nv_bfloat16>;
   const bool pre = kBf16 && T == 1 && decode_preload_enabled();
+  // One bf16 row of the 12B's sliding shape: kClusterSplits blocks a KV head in a cluster, merged through
+  // distributed shared memory (GEMMA4_CUDA_CLUSTER_MERGE=0: the counter merge). H200, decode at 4K, same call:
+  // 146.72 / 146.78 against 145.72 / 145.77 tok/s; trace: 10.09 against 10.75 us a layer (README). Clusters of
+  // 16 (the 16 splits the host sizes for 1024 keys) do not fit the device at once: 7 of 8 KV heads.
+  if constexpr (kBf16 && HD == 256) {
+    if (pre && G == 2 && cluster_merge_enabled()) {
+      const int64_t cchunk = (s_cap + kClusterSplits - 1) / kClusterSplits;
+      const cudaError_t e = launch_pdl_cluster(
+          decode_small_g_kernel<HD, 2, KV, true, true>, dim3(unsigned(Hkv), kClusterSplits, 1), dim3(kWarps * 32),
+          dim3(1, kClusterSplits, 1), 0, s, q, seqs, row_seq, s_cap, Hkv, scale, q_pos, k_pos, window, cchunk, part_m,
+          part_l, part_acc, counters, o);
+      return e != cudaSuccess ? int(e) : int(cudaGetLastError());
+    }
+  }
 #define G4_DECODE_G(GG)                                                                                               \
   pre ? launch_pdl(decode_small_g_kernel<HD, GG, KV, kBf16>, grid, dim3(kWarps * 32), 0, s, q, seqs, row_seq, s_cap, \
                    Hkv, scale, q_pos, k_pos, window, chunk, part_m, part_l, part_acc, counters, o)                      \
