@@ -738,6 +738,18 @@ bool device_available(std::string* why) {
     if (why) *why = "no CUDA device is present";
     return false;
   }
+  if (device_code_arch() == 0) {  // e.g. an sm_90a-only build on an A100 or a Blackwell GPU
+    int dev = 0, major = 0, minor = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    if (why)
+      *why = fmt::format(
+          "this build has no CUDA code for the GPU (compute capability {}.{}; built for CMAKE_CUDA_ARCHITECTURES={}); "
+          "rebuild with -DCMAKE_CUDA_ARCHITECTURES={}{} (sm_80 or newer)",
+          major, minor, GEMMA4_CUDA_ARCHS, major, minor);
+    return false;
+  }
   return true;
 }
 

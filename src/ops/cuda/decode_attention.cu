@@ -79,15 +79,26 @@ __device__ KeySlice<KV> key_slice(const DecodeSeq* seqs, const int32_t* row_seq,
 
 constexpr int kClusterSplits = 8;  // CM: the blocks of a (row, KV head), one (portable) thread-block cluster
 
+// Thread-block clusters are Hopper's (sm_90): code for an older GPU traps here, and the host launches the CM
+// path only for Hopper code (device_code_arch() >= 90).
 __device__ __forceinline__ void cluster_sync_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
 }
 // Address of `p` (this block's shared memory) in the shared memory of the cluster's block `rank`.
 template <typename T>
 __device__ __forceinline__ const T* cluster_peer(const T* p, int rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   uint64_t r;
   asm volatile("mapa.u64 %0, %1, %2;\n" : "=l"(r) : "l"(p), "r"(rank));
   return reinterpret_cast<const T*>(r);
+#else
+  __trap();
+  return p;
+#endif
 }
 
 // HD = head_dim (256 or 512), G = query heads per KV head (1..4). PRE (one query row, bf16 cache): each warp
@@ -532,7 +543,7 @@ int launch_g(const float* q, const DecodeSeq* seqs, const int32_t* row_seq, int6
   // 146.72 / 146.78 against 145.72 / 145.77 tok/s; trace: 10.09 against 10.75 us a layer (README). Clusters of
   // 16 (the 16 splits the host sizes for 1024 keys) do not fit the device at once: 7 of 8 KV heads.
   if constexpr (kBf16 && HD == 256) {
-    if (pre && G == 2 && cluster_merge_enabled()) {
+    if (pre && G == 2 && cluster_merge_enabled() && device_code_arch() >= 90) {
       const int64_t cchunk = (s_cap + kClusterSplits - 1) / kClusterSplits;
       const cudaError_t e = launch_pdl_cluster(
           decode_small_g_kernel<HD, 2, KV, true, true>, dim3(unsigned(Hkv), kClusterSplits, 1), dim3(kWarps * 32),

@@ -22,17 +22,23 @@ namespace {
 // Reads before the wait are of weights only, which no kernel of a forward writes. A PDL kernel starts only
 // after every kernel before its predecessor has completed, so a weight update stays safe as long as the
 // kernel right before the reader is not its writer (a forward starts with a plain launch: the embedding).
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
-__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
-// bytes (a multiple of 16) at p (16-byte aligned) into L2, asynchronously.
-__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+// Code compiled for an older GPU (sm_80) has neither instruction; its launches are plain (pdl_enabled).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
 }
 
+// PDL launches need Hopper code (device_code_arch() >= 90, kernels.h): then the kernels wait as above.
 inline bool pdl_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("GEMMA4_CUDA_PDL");
-    return !(v && std::strcmp(v, "0") == 0);
+    return !(v && std::strcmp(v, "0") == 0) && device_code_arch() >= 90;
   }();
   return on;
 }

@@ -420,7 +420,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     *reinterpret_cast<uint32_t*>(o1 + n * 8) = pack_bf16(acc[4 * n + 2] * inv1, acc[4 * n + 3] * inv1);
   }
 }
-#endif  // GEMMA4_WGMMA
 
 // GEMMA4_CUDA_WGMMA=0: never (comparisons against flash_attention.cu's kernel; read at every call, so a test
 // can run both kernels in one process).
@@ -435,6 +434,7 @@ bool wgmma_enabled() {
   const char* e = std::getenv("GEMMA4_CUDA_WGMMA");
   return sm90 && !(e && std::string_view(e) == "0");
 }
+#endif  // GEMMA4_WGMMA
 
 }  // namespace
 

@@ -277,7 +277,21 @@ __global__ void copy_rows_at_kernel(const uint32_t* src, uint32_t* dst, const ui
 
 int last() { return int(cudaGetLastError()); }
 
+__global__ void code_arch_probe_kernel() {}
+
 }  // namespace
+
+int device_code_arch() {
+  static const int arch = [] {
+    cudaFuncAttributes a{};
+    if (cudaFuncGetAttributes(&a, code_arch_probe_kernel) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return a.ptxVersion;
+  }();
+  return arch;
+}
 
 int linear(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, const void* bias,
            int bias_dt, cudaStream_t s) {

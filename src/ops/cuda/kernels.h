@@ -10,6 +10,12 @@ namespace gemma4::cuda {
 
 enum WeightType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
 
+// The architecture this build's kernels were compiled for on the current device, as 10 major + minor of the
+// code (90 for sm_90a / sm_90 code, 80 for sm_80 code, also when the driver compiles its PTX for a newer GPU), or
+// 0 when the build has no code the device can run. Hopper-only paths (programmatic dependent launch, thread-block
+// clusters) are taken for code >= 90 only. Cached after the first call.
+int device_code_arch();
+
 // y[M,N] = x[M,K] . w[N,K]^T (+ bias[N], any wdt) with fp32 accumulation; w of any wdt.
 int linear(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, const void* bias,
            int bias_dt, cudaStream_t s);
