@@ -534,7 +534,7 @@ int main(int argc, char** argv) {
       std::printf("%-34s %12.2f %12.1f %11.1f%%   (prefill of the context: %.1f s = %.0f tok/s; peak GPU memory %.1f GB)\n",
                   fmt::format("decode batch 1, context {}", C).c_str(), tps, roofline, 100.0 * tps / roofline, fill_s,
                   C / fill_s, ms.peak_reserved / 1e9);
-      std::printf("%-34s %12s %12s %12s   (%lld recorded steps: host forward %.2f ms, GPU %.2f ms per step)\n", "", "", "",
+      std::printf("%-34s %12s %12s %12s   (%lld recorded steps: host forward %.2f ms, GPU %.2f ms per step, means)\n", "", "", "",
                   "", (long long)(st1.steps - st0.steps), 1e3 * (st1.host_seconds - st0.host_seconds) / rec,
                   1e3 * (st1.gpu_seconds - st0.gpu_seconds) / rec);
       const double eager_tps = decode_tps(false);
