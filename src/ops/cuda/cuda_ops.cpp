@@ -738,16 +738,21 @@ bool device_available(std::string* why) {
     if (why) *why = "no CUDA device is present";
     return false;
   }
-  if (device_code_arch() == 0) {  // e.g. an sm_90a-only build on an A100 or a Blackwell GPU
-    int dev = 0, major = 0, minor = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    if (why)
+  if (device_code_arch() == 0) {
+    const auto e = cudaError_t(device_code_error());
+    if (why && (e == cudaErrorNoKernelImageForDevice || e == cudaErrorInvalidDeviceFunction)) {
+      // e.g. an sm_90a-only build on an A100 or a Blackwell GPU
+      int dev = 0, major = 0, minor = 0;
+      cudaGetDevice(&dev);
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
       *why = fmt::format(
           "this build has no CUDA code for the GPU (compute capability {}.{}; built for CMAKE_CUDA_ARCHITECTURES={}); "
           "rebuild with -DCMAKE_CUDA_ARCHITECTURES={}{} (sm_80 or newer)",
           major, minor, GEMMA4_CUDA_ARCHS, major, minor);
+    } else if (why) {
+      *why = fmt::format("CUDA could not load this build's kernels: {}", cudaGetErrorString(e));
+    }
     return false;
   }
   return true;

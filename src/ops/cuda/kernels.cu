@@ -281,17 +281,26 @@ __global__ void code_arch_probe_kernel() {}
 
 }  // namespace
 
-int device_code_arch() {
-  static const int arch = [] {
+namespace {
+struct CodeProbe {
+  int arch = 0;   // ptxVersion of the probe kernel's code for the device; 0 if none could be loaded
+  int error = 0;  // the cudaError_t of that query
+};
+const CodeProbe& code_probe() {
+  static const CodeProbe p = [] {
+    CodeProbe r;
     cudaFuncAttributes a{};
-    if (cudaFuncGetAttributes(&a, code_arch_probe_kernel) != cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    return a.ptxVersion;
+    const cudaError_t e = cudaFuncGetAttributes(&a, code_arch_probe_kernel);
+    if (e != cudaSuccess) cudaGetLastError(), r.error = int(e);
+    else r.arch = a.ptxVersion;
+    return r;
   }();
-  return arch;
+  return p;
 }
+}  // namespace
+
+int device_code_arch() { return code_probe().arch; }
+int device_code_error() { return code_probe().error; }
 
 int linear(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, const void* bias,
            int bias_dt, cudaStream_t s) {

@@ -15,6 +15,8 @@ enum WeightType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
 // 0 when the build has no code the device can run. Hopper-only paths (programmatic dependent launch, thread-block
 // clusters) are taken for code >= 90 only. Cached after the first call.
 int device_code_arch();
+// The cudaError_t of that query when device_code_arch() is 0 (no kernel image, or CUDA could not start).
+int device_code_error();
 
 // y[M,N] = x[M,K] . w[N,K]^T (+ bias[N], any wdt) with fp32 accumulation; w of any wdt.
 int linear(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, const void* bias,
