@@ -742,14 +742,11 @@ bool device_available(std::string* why) {
     const auto e = cudaError_t(device_code_error());
     if (why && (e == cudaErrorNoKernelImageForDevice || e == cudaErrorInvalidDeviceFunction)) {
       // e.g. an sm_90a-only build on an A100 or a Blackwell GPU
-      int dev = 0, major = 0, minor = 0;
-      cudaGetDevice(&dev);
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+      const int cc = device_compute_capability();
       *why = fmt::format(
           "this build has no CUDA code for the GPU (compute capability {}.{}; built for CMAKE_CUDA_ARCHITECTURES={}); "
-          "rebuild with -DCMAKE_CUDA_ARCHITECTURES={}{} (sm_80 or newer)",
-          major, minor, GEMMA4_CUDA_ARCHS, major, minor);
+          "rebuild with -DCMAKE_CUDA_ARCHITECTURES={} (sm_80 or newer)",
+          cc / 10, cc % 10, GEMMA4_CUDA_ARCHS, cc);
     } else if (why) {
       *why = fmt::format("CUDA could not load this build's kernels: {}", cudaGetErrorString(e));
     }

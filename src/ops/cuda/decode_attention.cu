@@ -286,23 +286,22 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   if constexpr (CM) {
     static_assert((G * HD) % kClusterSplits == 0, "CM: each block merges an equal share of the outputs");
+    // The launch makes every cluster kClusterSplits blocks (nsplit == kClusterSplits).
     cluster_sync_all();  // every block's partial is in its shared memory
-    const int per = G * HD / nsplit;  // nsplit = kClusterSplits
+    constexpr int per = G * HD / kClusterSplits;
     for (int i = threadIdx.x; i < per; i += blockDim.x) {
       const int idx = split * per + i, j = idx / HD, d = idx % HD;
       float pm[kClusterSplits], pl[kClusterSplits], pa[kClusterSplits];
 #pragma unroll
       for (int p = 0; p < kClusterSplits; ++p)
-        if (p < nsplit) pm[p] = *cluster_peer(&s_pm[j], p), pl[p] = *cluster_peer(&s_pl[j], p),
-                        pa[p] = *cluster_peer(&s_pa[j][d], p);
+        pm[p] = *cluster_peer(&s_pm[j], p), pl[p] = *cluster_peer(&s_pl[j], p), pa[p] = *cluster_peer(&s_pa[j][d], p);
       float M = -INFINITY;
 #pragma unroll
-      for (int p = 0; p < kClusterSplits; ++p)
-        if (p < nsplit) M = fmaxf(M, pm[p]);
+      for (int p = 0; p < kClusterSplits; ++p) M = fmaxf(M, pm[p]);
       float L = 0.f, a = 0.f;
 #pragma unroll
       for (int p = 0; p < kClusterSplits; ++p)
-        if (p < nsplit && pm[p] != -INFINITY) {
+        if (pm[p] != -INFINITY) {
           const float w = exp2f(pm[p] - M);
           L += w * pl[p], a += w * pa[p];
         }

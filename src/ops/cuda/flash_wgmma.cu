@@ -424,13 +424,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 // GEMMA4_CUDA_WGMMA=0: never (comparisons against flash_attention.cu's kernel; read at every call, so a test
 // can run both kernels in one process).
 bool wgmma_enabled() {
-  static const bool sm90 = [] {
-    int dev = 0, major = 0, minor = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    return major == 9 && minor == 0;  // sm_90a code runs on sm_90 only
-  }();
+  static const bool sm90 = device_compute_capability() == 90;  // sm_90a code runs on sm_90 only
   const char* e = std::getenv("GEMMA4_CUDA_WGMMA");
   return sm90 && !(e && std::string_view(e) == "0");
 }

@@ -302,6 +302,14 @@ const CodeProbe& code_probe() {
 int device_code_arch() { return code_probe().arch; }
 int device_code_error() { return code_probe().error; }
 
+int device_compute_capability() {
+  int dev = 0, major = 0, minor = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  return 10 * major + minor;
+}
+
 int linear(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, const void* bias,
            int bias_dt, cudaStream_t s) {
   if (M > 0 && N > 0) {

@@ -17,6 +17,8 @@ enum WeightType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
 int device_code_arch();
 // The cudaError_t of that query when device_code_arch() is 0 (no kernel image, or CUDA could not start).
 int device_code_error();
+// The current device's compute capability as 10 major + minor (90 for H100 / H200, 80 for A100).
+int device_compute_capability();
 
 // y[M,N] = x[M,K] . w[N,K]^T (+ bias[N], any wdt) with fp32 accumulation; w of any wdt.
 int linear(const float* x, int64_t M, int64_t K, const void* w, int wdt, int64_t N, float* y, const void* bias,
