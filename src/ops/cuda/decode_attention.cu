@@ -4,7 +4,7 @@
 // (g = 2, head_dim 256) runs 8 splits as one thread-block cluster instead, merged through distributed shared
 // memory (CM below).
 //
-// Grid (KV head, split, query row), 8 warps. Lane l owns dims [8l, 8l + 8) (and [256 + 8l, ...) for
+// Grid (KV head, split, query row), 8 warps (16 for the cluster form). Lane l owns dims [8l, 8l + 8) (and [256 + 8l, ...) for
 // head_dim 512) of every key, value and query row, so a key row is one coalesced read per 256 dims. Each
 // warp takes 4 keys at a time (2 for head_dim 512) (their K and V rows in flight together), computes the g scores (a dot over the
 // lane's dims, then a warp sum), and folds them into its own online softmax: running max m, sum l and the
@@ -63,7 +63,7 @@ struct KeySlice {
   const KV* __restrict__ v;
   int64_t n, k0, r, s0, len;
   __device__ int64_t position(int64_t s, const int64_t* k_pos) const {
-    return k_pos ? k_pos[s] : k0 + (s - r + n) % n;
+    return k_pos ? k_pos[s] : k0 + int((int(s) - int(r) + int(n)) % int(n));  // slots < 2^31: 32-bit modulo
   }
 };
 template <typename KV>
@@ -78,6 +78,7 @@ __device__ KeySlice<KV> key_slice(const DecodeSeq* seqs, const int32_t* row_seq,
 }
 
 constexpr int kClusterSplits = 8;  // CM: the blocks of a (row, KV head), one (portable) thread-block cluster
+constexpr int kClusterWarps = 16;  // CM: warps a block
 
 // Thread-block clusters are Hopper's (sm_90): code for an older GPU traps here, and the host launches the CM
 // path only for Hopper code (device_code_arch() >= 90).
@@ -110,8 +111,13 @@ __device__ __forceinline__ const T* cluster_peer(const T* p, int rank) {
 // CM (the nsplit <= kClusterSplits blocks of a (row, KV head) one thread-block cluster): each block keeps its
 // partial in shared memory and, after a cluster barrier, merges its 1 / nsplit of the G HD outputs from every
 // block's partial (distributed shared memory): no global partials, no counter, no last block.
-template <int HD, int G, typename KV, bool PRE, bool CM = false>
-__global__ void __launch_bounds__(kWarps * 32)
+//
+// NW warps a block: kWarps, or kClusterWarps for CM. A block's key loads are bounded by its warps (each warp's
+// outstanding loads are limited: 16 keys a warp in flight did not come back sooner than two rounds of 8), so
+// CM, with 8 blocks of 128 keys a KV head on 64 SMs, runs 16 warps of 8 keys (128 registers, the PRE keys kept
+// as loaded): one round of loads (README).
+template <int HD, int G, typename KV, bool PRE, bool CM = false, int NW = kWarps>
+__global__ void __launch_bounds__(NW * 32)
     decode_small_g_kernel(const float* __restrict__ q, const DecodeSeq* __restrict__ seqs,
                           const int32_t* __restrict__ row_seq, int64_t s_cap, int Hkv, float scale,
                           const int64_t* __restrict__ q_pos, const int64_t* __restrict__ k_pos, int window,
@@ -121,8 +127,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int NB = HD / 256;   // 8-dim blocks per lane
   // Keys per warp whose rows are loaded together (within the register budget).
   constexpr int kInFlight = (HD == 256 ? 8 : 4) / (G > 2 ? 2 : 1);
-  __shared__ float s_m[kWarps][G], s_l[kWarps][G];
-  __shared__ __align__(16) float s_acc[kWarps][HD];
+  __shared__ float s_m[NW][G], s_l[NW][G];
+  __shared__ __align__(16) float s_acc[NW][HD];
   __shared__ bool s_last;
   if constexpr (!PRE) {
     pdl_wait();
@@ -156,8 +162,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   };
   const int64_t base0 = int64_t(warp) * kInFlight;
-  // PRE: the first keys as loaded (bf16, 16 bytes a load), widened when used, so they cost no more registers
-  // than the loop's own loads.
+  // PRE: the first keys as loaded (bf16, 16 bytes a load), each widened only while it is folded (fold_raw).
   uint4 kr[PRE ? kInFlight : 1][NB], vr[PRE ? kInFlight : 1][NB];
   if constexpr (PRE) {
     auto raw_key = [&](int u, int64_t row) {
@@ -227,18 +232,63 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   };
+  // fold() on the raw PRE keys: the scores of all of them, one rescale per head, then the values, each key widened
+  // only while it is used (the same operations on each accumulator, in the same order, as fold()).
+  auto fold_raw = [&] {
+    float sc[kInFlight][G];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      float kx[E];
+#pragma unroll
+      for (int b = 0; b < NB; ++b) widen8<kBF16>(kr[u][b], &kx[8 * b]);
+#pragma unroll
+      for (int j = 0; j < G; ++j) {
+        float d = 0.f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) d += qf[j][e] * kx[e];
+        d = warp_sum(d);
+        sc[u][j] = vis[u] ? d * sl2 : -INFINITY;
+      }
+    }
+    bool live[G];
+#pragma unroll
+    for (int j = 0; j < G; ++j) {
+      float mx = m[j];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) mx = fmaxf(mx, sc[u][j]);
+      live[j] = mx != -INFINITY;
+      if (!live[j]) continue;  // nothing visible yet for this warp
+      const float c = exp2f(m[j] - mx);
+      m[j] = mx;
+      l[j] *= c;
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[j][e] *= c;
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        sc[u][j] = exp2f(sc[u][j] - mx);  // -inf -> 0
+        l[j] += sc[u][j];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      float vx[E];
+#pragma unroll
+      for (int b = 0; b < NB; ++b) widen8<kBF16>(vr[u][b], &vx[8 * b]);
+#pragma unroll
+      for (int j = 0; j < G; ++j)
+        if (live[j])
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[j][e] += sc[u][j] * vx[e];
+    }
+  };
   int64_t base = base0;
   if constexpr (PRE) {  // the first keys from the raw loads (a peeled iteration: no join with the loop's loads)
     if (base < len) {
-#pragma unroll
-      for (int u = 0; u < kInFlight; ++u)
-#pragma unroll
-        for (int b = 0; b < NB; ++b) widen8<kBF16>(kr[u][b], &kf[u][8 * b]), widen8<kBF16>(vr[u][b], &vf[u][8 * b]);
-      fold();
-      base += int64_t(kWarps) * kInFlight;
+      fold_raw();
+      base += int64_t(NW) * kInFlight;
     }
   }
-  for (; base < len; base += int64_t(kWarps) * kInFlight) {
+  for (; base < len; base += int64_t(NW) * kInFlight) {
     load_keys(base);
     fold();
   }
@@ -254,7 +304,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     __syncthreads();  // s_m/s_l written; s_acc free
     float M = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w][j]);
+    for (int w = 0; w < NW; ++w) M = fmaxf(M, s_m[w][j]);
     const float f = M == -INFINITY ? 0.f : exp2f(m[j] - M);
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
@@ -268,13 +318,13 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int d = threadIdx.x; d < HD; d += blockDim.x) {
       float a = 0.f;
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) a += s_acc[w][d];
+      for (int w = 0; w < NW; ++w) a += s_acc[w][d];
       pa[d] = a;
     }
     if (threadIdx.x == 0) {
       float L = 0.f;
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w)
+      for (int w = 0; w < NW; ++w)
         if (s_m[w][j] != -INFINITY) L += s_l[w][j] * exp2f(s_m[w][j] - M);
       if constexpr (CM) {
         s_pm[j] = M, s_pl[j] = L;
@@ -545,7 +595,8 @@ int launch_g(const float* q, const DecodeSeq* seqs, const int32_t* row_seq, int6
     if (pre && G == 2 && cluster_merge_enabled() && device_code_arch() >= 90) {
       const int64_t cchunk = (s_cap + kClusterSplits - 1) / kClusterSplits;
       const cudaError_t e = launch_pdl_cluster(
-          decode_small_g_kernel<HD, 2, KV, true, true>, dim3(unsigned(Hkv), kClusterSplits, 1), dim3(kWarps * 32),
+          decode_small_g_kernel<HD, 2, KV, true, true, kClusterWarps>, dim3(unsigned(Hkv), kClusterSplits, 1),
+          dim3(kClusterWarps * 32),
           dim3(1, kClusterSplits, 1), 0, s, q, seqs, row_seq, s_cap, Hkv, scale, q_pos, k_pos, window, cchunk, part_m,
           part_l, part_acc, counters, o);
       return e != cudaSuccess ? int(e) : int(cudaGetLastError());
