@@ -63,7 +63,7 @@ struct KeySlice {
   const KV* __restrict__ v;
   int64_t n, k0, r, s0, len;
   __device__ int64_t position(int64_t s, const int64_t* k_pos) const {
-    return k_pos ? k_pos[s] : k0 + int((int(s) - int(r) + int(n)) % int(n));  // slots < 2^31: 32-bit modulo
+    return k_pos ? k_pos[s] : k0 + (s - r + n) % n;
   }
 };
 template <typename KV>
