@@ -200,47 +200,15 @@ __global__ void __launch_bounds__(NW * 32)
   }
   const float sl2 = scale * 1.4426950408889634f;  // scores in log2 units
   // Scores of the loaded keys and the online softmax over them.
-  auto fold = [&] {
-    float sc[kInFlight][G];
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u)
-#pragma unroll
-      for (int j = 0; j < G; ++j) {
-        float d = 0.f;
-#pragma unroll
-        for (int e = 0; e < E; ++e) d += qf[j][e] * kf[u][e];
-        d = warp_sum(d);
-        sc[u][j] = vis[u] ? d * sl2 : -INFINITY;
-      }
-#pragma unroll
-    for (int j = 0; j < G; ++j) {
-      float mx = m[j];
-#pragma unroll
-      for (int u = 0; u < kInFlight; ++u) mx = fmaxf(mx, sc[u][j]);
-      if (mx == -INFINITY) continue;  // nothing visible yet for this warp
-      const float c = exp2f(m[j] - mx);
-      m[j] = mx;
-      l[j] *= c;
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[j][e] *= c;
-#pragma unroll
-      for (int u = 0; u < kInFlight; ++u) {
-        const float p = exp2f(sc[u][j] - mx);  // -inf -> 0
-        l[j] += p;
-#pragma unroll
-        for (int e = 0; e < E; ++e) acc[j][e] += p * vf[u][e];
-      }
-    }
-  };
-  // fold() on the raw PRE keys: the scores of all of them, one rescale per head, then the values, each key widened
-  // only while it is used (the same operations on each accumulator, in the same order, as fold()).
-  auto fold_raw = [&] {
+  // Scores of kInFlight keys and the online softmax over them: all scores, one rescale per head, then the values.
+  // key_of(u, x) / val_of(u, x) put key u's K / V elements (this lane's E) in x: fold() from the loop's widened
+  // loads, fold_raw() from the PRE keys as loaded, each widened only while it is used.
+  auto fold_keys = [&](auto&& key_of, auto&& val_of) {
     float sc[kInFlight][G];
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       float kx[E];
-#pragma unroll
-      for (int b = 0; b < NB; ++b) widen8<kBF16>(kr[u][b], &kx[8 * b]);
+      key_of(u, kx);
 #pragma unroll
       for (int j = 0; j < G; ++j) {
         float d = 0.f;
@@ -272,14 +240,29 @@ __global__ void __launch_bounds__(NW * 32)
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       float vx[E];
-#pragma unroll
-      for (int b = 0; b < NB; ++b) widen8<kBF16>(vr[u][b], &vx[8 * b]);
+      val_of(u, vx);
 #pragma unroll
       for (int j = 0; j < G; ++j)
         if (live[j])
 #pragma unroll
           for (int e = 0; e < E; ++e) acc[j][e] += sc[u][j] * vx[e];
     }
+  };
+  auto fold = [&] {
+    auto copy = [](const float* from, float* x) {
+#pragma unroll
+      for (int e = 0; e < E; ++e) x[e] = from[e];
+    };
+    fold_keys([&](int u, float* x) { copy(kf[u], x); }, [&](int u, float* x) { copy(vf[u], x); });
+  };
+  auto fold_raw = [&] {
+    fold_keys([&](int u, float* x) {
+#pragma unroll
+      for (int b = 0; b < NB; ++b) widen8<kBF16>(kr[u][b], &x[8 * b]);
+    }, [&](int u, float* x) {
+#pragma unroll
+      for (int b = 0; b < NB; ++b) widen8<kBF16>(vr[u][b], &x[8 * b]);
+    });
   };
   int64_t base = base0;
   if constexpr (PRE) {  // the first keys from the raw loads (a peeled iteration: no join with the loop's loads)
