@@ -4,13 +4,13 @@
 // (g = 2, head_dim 256) runs 8 splits as one thread-block cluster instead, merged through distributed shared
 // memory (CM below).
 //
-// Grid (KV head, split, query row), 8 warps (16 for the cluster form). Lane l owns dims [8l, 8l + 8) (and [256 + 8l, ...) for
-// head_dim 512) of every key, value and query row, so a key row is one coalesced read per 256 dims. Each
-// warp takes 4 keys at a time (2 for head_dim 512) (their K and V rows in flight together), computes the g scores (a dot over the
-// lane's dims, then a warp sum), and folds them into its own online softmax: running max m, sum l and the
-// lane's slice of the accumulator for each head. The 8 warps then combine in shared memory into the block's
-// partial (m, l, acc) for its slice of keys; the last block of the row to finish (a counter per row and KV
-// head, reset by that block) merges the nsplit partials into o. Key positions: as attention_decode
+// Grid (KV head, split, query row), 8 warps (16 for the cluster form). Lane l owns dims [8l, 8l + 8) (and
+// [256 + 8l, ...) for head_dim 512) of every key, value and query row, so a key row is one coalesced read per 256
+// dims. Each warp takes 8 keys at a time (4 for head_dim 512, half that for g > 2) (their K and V rows in flight
+// together), computes the g scores (a dot over the lane's dims, then a warp sum), and folds them into its own
+// online softmax: running max m, sum l and the lane's slice of the accumulator for each head. The warps then
+// combine in shared memory into the block's partial (m, l, acc) for its slice of keys; the last block of the row
+// to finish (a counter per row and KV head, reset by that block) merges the nsplit partials into o. Key positions: as attention_decode
 // (kernels.h): a ring run {n, k0, r} per sequence, or explicit k_pos.
 //
 // Many query heads per KV head (5..16; the 12B's full layers: 16 heads on one 512-wide KV head) and a bf16
