@@ -10,8 +10,8 @@
 // together), computes the g scores (a dot over the lane's dims, then a warp sum), and folds them into its own
 // online softmax: running max m, sum l and the lane's slice of the accumulator for each head. The warps then
 // combine in shared memory into the block's partial (m, l, acc) for its slice of keys; the last block of the row
-// to finish (a counter per row and KV head, reset by that block) merges the nsplit partials into o. Key positions: as attention_decode
-// (kernels.h): a ring run {n, k0, r} per sequence, or explicit k_pos.
+// to finish (a counter per row and KV head, reset by that block) merges the nsplit partials into o. Key
+// positions: as attention_decode (kernels.h): a ring run {n, k0, r} per sequence, or explicit k_pos.
 //
 // Many query heads per KV head (5..16; the 12B's full layers: 16 heads on one 512-wide KV head) and a bf16
 // cache: decode_mqa_kernel, on the tensor cores. The g heads of the KV head are the 16 rows of an m16n8k16
@@ -199,7 +199,6 @@ __global__ void __launch_bounds__(NW * 32)
     for (int e = 0; e < E; ++e) acc[j][e] = 0.f;
   }
   const float sl2 = scale * 1.4426950408889634f;  // scores in log2 units
-  // Scores of the loaded keys and the online softmax over them.
   // Scores of kInFlight keys and the online softmax over them: all scores, one rescale per head, then the values.
   // key_of(u, x) / val_of(u, x) put key u's K / V elements (this lane's E) in x: fold() from the loop's widened
   // loads, fold_raw() from the PRE keys as loaded, each widened only while it is used.

@@ -279,9 +279,6 @@ int last() { return int(cudaGetLastError()); }
 
 __global__ void code_arch_probe_kernel() {}
 
-}  // namespace
-
-namespace {
 struct CodeProbe {
   int arch = 0;   // ptxVersion of the probe kernel's code for the device; 0 if none could be loaded
   int error = 0;  // the cudaError_t of that query
@@ -297,6 +294,7 @@ const CodeProbe& code_probe() {
   }();
   return p;
 }
+
 }  // namespace
 
 int device_code_arch() { return code_probe().arch; }
