@@ -269,6 +269,9 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
   for (auto& s : layers_)
     if (s.kv_source >= 0) shared_later[s.kv_source] = true;
   bool a_ready = false;  // nbuf already holds rmsnorm(x, input_layernorm) of the current layer
+  // The previous layer's closing add + norm, when layer_tail left it to this layer's q/k/v projections (a_ready is
+  // then set too: linear_qkv_deferred, or finish_deferred, fills nbuf).
+  Ops::DeferredNorm deferred;
   const int nq = tc.num_attention_heads;
 
   // A decode step (one new row per sequence) appends every sequence's K/V row in the same op as the norms.
@@ -284,6 +287,7 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
     // --- Attention block (§2.4.2, §2.4.3)
     if (lt) rec(lt->x0, x);
     Tensor a = nbuf;
+    if (s.kv_source >= 0) ops.finish_deferred(deferred);  // its q projection alone (below) takes no deferred norm
     if (!a_ready) ops.rmsnorm(x, &lw.input_layernorm, eps, a);  // else the previous layer's fused add computed it
     a_ready = false;
     if (lt) rec(lt->a, a);
@@ -292,7 +296,11 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
     std::vector<Ops::KVRow> kv_rows;
     if (s.kv_source < 0) {
       // q, k, v projections (K = V layers: V from the raw K projection), per-head norms, RoPE on q and k.
-      ops.linear_qkv(a, lw.q_proj, lw.k_proj, s.k_eq_v ? nullptr : &lw.v_proj, q, k, s.k_eq_v ? nullptr : &v);
+      if (deferred.pending)
+        ops.linear_qkv_deferred(deferred, lw.q_proj, lw.k_proj, s.k_eq_v ? nullptr : &lw.v_proj, q, k,
+                                s.k_eq_v ? nullptr : &v);
+      else
+        ops.linear_qkv(a, lw.q_proj, lw.k_proj, s.k_eq_v ? nullptr : &lw.v_proj, q, k, s.k_eq_v ? nullptr : &v);
       if (lt) {
         rec(lt->q_lin, q), rec(lt->k_lin, k);
         if (!s.k_eq_v) rec(lt->v_lin, v);
@@ -393,14 +401,15 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
       for (size_t b = 0; b < B; ++b) keysets[li][b] = KeySet{};
     if (lt) rec(lt->o, o);
     if (!lt && !s.has_moe && P == 0 && li + 1 < layers_.size()) {
-      // A dense layer with another after it, outside training: the tail as one op (a backend may fuse it; the
-      // CUDA one has a one-launch form, opt-in), ending with the next layer's input norm in nbuf.
+      // A dense layer with another after it, outside training: the tail as one op (a backend may fuse it),
+      // ending with the next layer's input norm in nbuf, or with that add + norm deferred into the next layer's
+      // q/k/v projections.
       const int64_t I = s.intermediate_size;
       Tensor attn_out = rbuf, m = nbuf, f = norm_dt == DType::F32 ? h2buf : rbuf, next_a = nbuf;
       Tensor g = rows_view(gbuf, T, I), u = rows_view(ubuf, T, I);
       ops.layer_tail(x, o, lw.o_proj, lw.post_attention_layernorm, lw.pre_feedforward_layernorm, lw.gate_proj,
                      lw.up_proj, lw.down_proj, lw.post_feedforward_layernorm, lw.layer_scalar,
-                     W.layers[li + 1].input_layernorm, eps, attn_out, m, g, u, f, next_a);
+                     W.layers[li + 1].input_layernorm, eps, attn_out, m, g, u, f, next_a, &deferred);
       a_ready = true;
       continue;
     }
@@ -468,6 +477,7 @@ Tensor Model::forward_impl(const std::vector<std::vector<int64_t>>& seqs, const 
     if (lt) rec(lt->x3, x);
     if (!scale_now) ops.scale(x, lw.layer_scalar);
   }
+  ops.finish_deferred(deferred);  // none is left by the last layer (it takes no layer_tail); for safety
   for (const Segment& g : segs) g.cache->advance(g.T);
 
   // --- Final norm, tied LM head, softcap (§2.5), in fp32: every row, or each sequence's last row.

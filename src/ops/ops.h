@@ -177,14 +177,38 @@ class Ops {
   // are unspecified; attn_out and f F32, or BF16 where the backend's GEMMs write bf16); next may alias m, and f
   // may alias attn_out. A fused backend may take the norms' statistics from partial sums, so its
   // results can differ from the composition's in the last bits.
+  //
+  // With `deferred` given, a backend may leave the last line undone and describe it there instead (pending =
+  // true; x and next are then not final): the caller must pass it to linear_qkv_deferred, which a backend can
+  // run with that add + norm as its prologue, or to finish_deferred, before anything reads x or next.
+  struct DeferredNorm {
+    bool pending = false;
+    Tensor x, h, f, next;  // x = (h + rmsnorm(f, w_post)) * s; next = rmsnorm(x, w_next)
+    Tensor w_post, s, w_next;
+    float eps = 0.f;
+  };
   virtual void layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Tensor& w_post_attn,
                           const Tensor& w_pre_ffw, const Tensor& wg, const Tensor& wu, const Tensor& wd,
                           const Tensor& w_post_ffw, const Tensor& s, const Tensor& w_next, float eps, Tensor& attn_out,
-                          Tensor& m, Tensor& g, Tensor& u, Tensor& f, Tensor& next) {
+                          Tensor& m, Tensor& g, Tensor& u, Tensor& f, Tensor& next, DeferredNorm* deferred = nullptr) {
+    (void)deferred;
     linear(o, wo, attn_out);
     add_rmsnorm_norm(x, attn_out, w_post_attn, eps, nullptr, w_pre_ffw, m);
     feed_forward(m, wg, wu, wd, g, u, f);
     add_rmsnorm_norm(x, f, w_post_ffw, eps, &s, w_next, next);
+  }
+  // Completes a pending DeferredNorm (nothing when none is pending).
+  virtual void finish_deferred(DeferredNorm& d) {
+    if (!d.pending) return;
+    if (d.h.data != d.x.data) copy(d.h, d.x);
+    add_rmsnorm_norm(d.x, d.f, d.w_post, d.eps, &d.s, d.w_next, d.next);
+    d.pending = false;
+  }
+  // finish_deferred(d), then linear_qkv(d.next, ...); d as layer_tail filled it (pending, or finished since).
+  virtual void linear_qkv_deferred(DeferredNorm& d, const Tensor& wq, const Tensor& wk, const Tensor* wv, Tensor& q,
+                                   Tensor& k, Tensor* v) {
+    finish_deferred(d);
+    linear_qkv(d.next, wq, wk, wv, q, k, v);
   }
 
   // ---- Recorded steps (GPU decode, ops/cuda/step_graph.h). A caller repeating one forward shape (decode

@@ -255,21 +255,86 @@ TEST(CudaOps, LayerTailOneLaunch) {
     Tensor d1 = gb.to_device(w1), d2 = gb.to_device(w2), d3 = gb.to_device(w3), d4 = gb.to_device(w4);
     Tensor ds = gb.to_device(s), dox = gb.to_device(o);
     std::vector<float> first_x, first_next;
-    for (int run = 0; run < 3; ++run) {  // fused, fused again, composition
-      const bool fused = run < 2;
-      if (fused) setenv("GEMMA4_CUDA_LAYER_TAIL", "1", 1);
+    // One launch twice, the default form (the gate/up GEMV with the norms as its prologue) twice, the second time
+    // with attn_out, m and next in one buffer as forward.cpp passes them, then the composition.
+    const char* forms[] = {"one launch", "one launch", "normed gate/up", "normed gate/up (shared buffer)",
+                           "composition"};
+    for (int run = 0; run < 5; ++run) {
+      if (run < 2) setenv("GEMMA4_CUDA_LAYER_TAIL", "1", 1);
+      if (run == 4) setenv("GEMMA4_CUDA_NORMED_GEMV", "0", 1);
       Tensor dx = gb.to_device(x), next = scratch(gb, H);
       Tensor a = scratch(gb, H), m = scratch(gb, H), g = scratch(gb, I), u = scratch(gb, I), f = scratch(gb, H);
+      if (run == 3) a = m = next;
       gb.layer_tail(dx, dox, dwo, d1, d2, dwg, dwu, dwd, d3, ds, d4, 1e-6f, a, m, g, u, f, next);
       unsetenv("GEMMA4_CUDA_LAYER_TAIL");
-      const std::string what = fmt::format("layer_tail {} H={} Q={} I={}", fused ? "one launch" : "composition", H, Q, I);
+      unsetenv("GEMMA4_CUDA_NORMED_GEMV");
+      const std::string what = fmt::format("layer_tail {} H={} Q={} I={}", forms[run], H, Q, I);
       compare(what + " (x)", dx, xc, 2e-5f);
       compare(what + " (next)", next, next_c, 2e-5f);
-      if (run == 0) {
+      if (run == 0 || run == 2) {
         first_x = gb.to_host(dx).f32_vector(), first_next = gb.to_host(next).f32_vector();
-      } else if (run == 1) {
+      } else if (run == 1 || run == 3) {
         EXPECT_EQ(gb.to_host(dx).f32_vector(), first_x) << what;
         EXPECT_EQ(gb.to_host(next).f32_vector(), first_next) << what;
+      }
+    }
+  }
+}
+
+// layer_tail with its closing add + norm deferred into the next layer's q/k/v projections (gemv_normed.cu's
+// prologue; a KV-shared layer's finish_deferred), against the CPU's layer_tail + linear_qkv; then the same with
+// GEMMA4_CUDA_NORMED_GEMV=0 (nothing deferred: the composition). The 12B's sliding (q/k/v) and full (q/k) shapes.
+TEST(CudaOps, DeferredNormIntoQkv) {
+  REQUIRE_GPU();
+  for (auto [H, Q, I, NK, NV] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{256, 512, 1024, 256, 256},
+                                 {3840, 4096, 15360, 2048, 2048}, {3840, 8192, 15360, 512, 0}}) {
+    Tensor x = randn({1, H}, 2.f), o = randn({1, Q});
+    Tensor wo = randn({H, Q}, 0.02f, DType::BF16), wg = randn({I, H}, 0.02f, DType::BF16);
+    Tensor wu = randn({I, H}, 0.02f, DType::BF16), wd = randn({H, I}, 0.02f, DType::BF16);
+    Tensor wq = randn({Q, H}, 0.02f, DType::BF16), wk = randn({NK, H}, 0.02f, DType::BF16);
+    Tensor wv = randn({std::max<int64_t>(NV, 1), H}, 0.02f, DType::BF16);
+    Tensor w1 = randn({H}, 1.f, DType::BF16), w2 = randn({H}, 1.f, DType::BF16), w3 = randn({H}, 1.f, DType::BF16);
+    Tensor w4 = randn({H}, 1.f, DType::BF16), s = Tensor::from_f32({0.7f}, {1}).to(DType::BF16);
+    auto scratch = [&](Ops& ops, int64_t n) { return ops.alloc(DType::F32, {1, n}); };
+    Tensor xc = Tensor::from_f32(x.f32_vector(), x.shape), next_c = scratch(cpu(), H);
+    Tensor qc = scratch(cpu(), Q), kc = scratch(cpu(), NK), vc = scratch(cpu(), std::max<int64_t>(NV, 1));
+    {
+      Tensor a = scratch(cpu(), H), m = scratch(cpu(), H), g = scratch(cpu(), I), u = scratch(cpu(), I);
+      Tensor f = scratch(cpu(), H);
+      cpu().layer_tail(xc, o, wo, w1, w2, wg, wu, wd, w3, s, w4, 1e-6f, a, m, g, u, f, next_c);
+      cpu().linear_qkv(next_c, wq, wk, NV ? &wv : nullptr, qc, kc, NV ? &vc : nullptr);
+    }
+    Ops& gb = gpu_bf16();
+    Tensor dwo = gb.to_device(wo), dwg = gb.to_device(wg), dwu = gb.to_device(wu), dwd = gb.to_device(wd);
+    Tensor dwq = gb.to_device(wq), dwk = gb.to_device(wk), dwv = gb.to_device(wv);
+    Tensor d1 = gb.to_device(w1), d2 = gb.to_device(w2), d3 = gb.to_device(w3), d4 = gb.to_device(w4);
+    Tensor ds = gb.to_device(s), dox = gb.to_device(o);
+    std::vector<float> first_q;
+    for (int run = 0; run < 4; ++run) {  // deferred twice, finished by finish_deferred, composition
+      if (run == 3) setenv("GEMMA4_CUDA_NORMED_GEMV", "0", 1);
+      Tensor dx = gb.to_device(x), next = scratch(gb, H);
+      Tensor a = scratch(gb, H), g = scratch(gb, I), u = scratch(gb, I), f = scratch(gb, H);
+      Tensor q = scratch(gb, Q), k = scratch(gb, NK), v = scratch(gb, std::max<int64_t>(NV, 1));
+      if (run % 2) a = next;  // as forward.cpp passes them in a decode step (attn_out, m and next one buffer)
+      Ops::DeferredNorm d;
+      gb.layer_tail(dx, dox, dwo, d1, d2, dwg, dwu, dwd, d3, ds, d4, 1e-6f, a, next, g, u, f, next, &d);
+      EXPECT_EQ(d.pending, run < 3);
+      if (run == 2) gb.finish_deferred(d);
+      EXPECT_EQ(d.pending, run < 2);
+      if (run < 3) gb.linear_qkv_deferred(d, dwq, dwk, NV ? &dwv : nullptr, q, k, NV ? &v : nullptr);
+      else gb.linear_qkv(next, dwq, dwk, NV ? &dwv : nullptr, q, k, NV ? &v : nullptr);
+      EXPECT_FALSE(d.pending);
+      unsetenv("GEMMA4_CUDA_NORMED_GEMV");
+      const char* forms[] = {"deferred", "deferred", "finished", "composition"};
+      const std::string what = fmt::format("deferred norm ({}) H={} q/k/v {}/{}/{}", forms[run], H, Q, NK, NV);
+      compare(what + " (x)", dx, xc, 2e-5f);
+      compare(what + " (next)", next, next_c, 2e-5f);
+      compare(what + " (q)", q, qc, 2e-5f);
+      compare(what + " (k)", k, kc, 2e-5f);
+      if (NV) compare(what + " (v)", v, vc, 2e-5f);
+      if (run == 0) first_q = gb.to_host(q).f32_vector();
+      if (run == 1) {
+        EXPECT_EQ(gb.to_host(q).f32_vector(), first_q) << what;
       }
     }
   }

@@ -282,13 +282,13 @@ void CudaOps::lt_gemm(const void* xb, const Tensor& w16, void* y, bool y_bf16, i
 void CudaOps::layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Tensor& w_post_attn,
                          const Tensor& w_pre_ffw, const Tensor& wg, const Tensor& wu, const Tensor& wd,
                          const Tensor& w_post_ffw, const Tensor& s, const Tensor& w_next, float eps, Tensor& attn_out,
-                         Tensor& m, Tensor& g, Tensor& u, Tensor& f, Tensor& next) {
+                         Tensor& m, Tensor& g, Tensor& u, Tensor& f, Tensor& next, DeferredNorm* deferred) {
   auto composition = [&] {
     Ops::layer_tail(x, o, wo, w_post_attn, w_pre_ffw, wg, wu, wd, w_post_ffw, s, w_next, eps, attn_out, m, g, u, f,
                     next);
   };
   // One decode row in bf16 precision (the GEMVs' territory), every tensor on the device in the shapes below.
-  if (!layer_tail_enabled() || precision_ != Precision::BF16) return composition();
+  if (precision_ != Precision::BF16 || !(layer_tail_enabled() || normed_gemv_enabled())) return composition();
   const Tensor& wo16 = gemm_weight(wo);
   const Tensor& wg16 = gemm_weight(wg);
   const Tensor& wu16 = gemm_weight(wu);
@@ -305,6 +305,12 @@ void CudaOps::layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Ten
        next.numel() == H && g.numel() >= I && wo16.dim(0) == H && wo16.dim(1) == Q && wu16.shape == wg16.shape &&
        wg16.dim(1) == H && wd16.dim(0) == H && wd16.dim(1) == I && wo16.dtype != DType::F32;
   if (!ok) return composition();
+  if (!layer_tail_enabled()) {
+    if (!normed_layer_tail(x, o, wo, w_post_attn, w_pre_ffw, wg16, wu16, wd, w_post_ffw, s, w_next, eps, attn_out, g,
+                           u, f, next, deferred))
+      composition();
+    return;
+  }
   const int wdt = wtype(wo16.dtype, "layer_tail");
   LayerTailArgs a{};
   a.o = o.ptr<float>();
@@ -324,6 +330,89 @@ void CudaOps::layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Ten
                           uint64_t(I), F(eps)}))
     return;
   check_launch(cuda::layer_tail(a, wdt, tail_sync(), tail_partials(), stream_), "layer_tail");
+}
+
+bool CudaOps::normed_layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Tensor& w_post_attn,
+                                const Tensor& w_pre_ffw, const Tensor& wg16, const Tensor& wu16, const Tensor& wd,
+                                const Tensor& w_post_ffw, const Tensor& s, const Tensor& w_next, float eps,
+                                Tensor& attn_out, Tensor& g, Tensor& u, Tensor& f, Tensor& next,
+                                DeferredNorm* deferred) {
+  // h = x + rmsnorm(attn_out, w_post_attn) goes to u (F32 scratch of I >= H elements, unused otherwise): the
+  // gate/up kernel's other blocks still read x and attn_out while its block 0 writes h, and next / m may share
+  // attn_out's buffer (forward.cpp).
+  const int64_t H = x.numel(), I = wg16.dim(0);
+  NormedInput in;
+  in.H = int(H), in.eps = eps, in.x = x.ptr<float>(), in.a = attn_out.ptr<float>();
+  in.wa = w_post_attn.data, in.wadt = wtype(w_post_attn.dtype, "layer_tail");
+  in.wn = w_pre_ffw.data, in.wndt = wtype(w_pre_ffw.dtype, "layer_tail");
+  in.h = u.device == Device::CUDA && u.dtype == DType::F32 && u.numel() >= H ? u.ptr<float>() : nullptr;
+  const int wdt = wtype(wg16.dtype, "layer_tail");
+  const void* w[2] = {wg16.data, wu16.data};
+  if (!in.h || u.data == x.data || u.data == attn_out.data || u.data == g.data || u.data == f.data ||
+      u.data == next.data || !gemv_normed_supported(in, w, 2, wdt))
+    return false;
+  linear(o, wo, attn_out, nullptr);
+  auto prof = prof_.scope([&] { return fmt::format("gate/up GEMV (normed input) H={} I={}", H, I); });
+  if (!skip("gate/up GEMV (normed input)", {P(x.data), P(attn_out.data), P(w_post_attn.data), P(w_pre_ffw.data),
+                                            P(wg16.data), P(wu16.data), P(g.data), P(u.data), uint64_t(H),
+                                            uint64_t(I), F(eps)}))
+    check_launch(gemv_gelu_normed(in, wg16.data, wu16.data, wdt, int(I), g.ptr<float>(), stream_),
+                 "gate/up GEMV (normed input)");
+  Tensor hv = u;  // its first H elements
+  hv.shape = x.shape;
+  linear(g, wd, f, nullptr);
+  DeferredNorm d;
+  d.pending = true;
+  d.x = x, d.h = hv, d.f = f, d.next = next, d.w_post = w_post_ffw, d.s = s, d.w_next = w_next, d.eps = eps;
+  if (deferred) *deferred = d;
+  else finish_deferred(d);
+  return true;
+}
+
+void CudaOps::finish_deferred(DeferredNorm& d) {
+  if (!d.pending) return;
+  fused_add_rmsnorm(d.x, d.f, d.w_post, d.eps, &d.s, &d.w_next, &d.next, &d.h);
+  d.pending = false;
+}
+
+void CudaOps::linear_qkv_deferred(DeferredNorm& d, const Tensor& wq, const Tensor& wk, const Tensor* wv, Tensor& q,
+                                  Tensor& k, Tensor* v) {
+  if (!d.pending || precision_ != Precision::BF16 || !normed_gemv_enabled()) return Ops::linear_qkv_deferred(d, wq, wk, wv, q, k, v);
+  const Tensor& q16 = gemm_weight(wq);
+  const Tensor& k16 = gemm_weight(wk);
+  const Tensor* v16 = wv ? &gemm_weight(*wv) : nullptr;
+  const int64_t H = d.x.numel();
+  bool ok = H == d.w_next.numel() && d.x.ndim() == 2 && d.x.dim(0) == 1 && q16.dtype != DType::F32 &&
+            d.next.data != d.h.data && d.next.data != d.f.data && d.x.data != d.h.data && d.x.data != d.f.data;
+  for (const Tensor* t : {&d.x, &d.h, &d.f, &d.next, &q, &k, v})
+    ok = ok && (!t || (t->device == Device::CUDA && t->dtype == DType::F32));
+  for (const Tensor* w : {&q16, &k16, v16})
+    ok = ok && (!w || (w->device == Device::CUDA && w->dtype == q16.dtype && w->ndim() == 2 && w->dim(1) == H));
+  ok = ok && d.h.numel() == H && d.f.numel() == H && d.next.numel() == H && d.s.device == Device::CUDA &&
+       d.s.numel() == 1 && q.numel() == q16.dim(0) && k.numel() == k16.dim(0) && (!v16 || (v && v->numel() == v16->dim(0)));
+  NormedInput in;
+  const int wdt = ok ? wtype(q16.dtype, "linear_qkv") : 0;
+  if (ok) {
+    in.H = int(H), in.eps = d.eps, in.x = d.h.ptr<float>(), in.a = d.f.ptr<float>();
+    in.wa = d.w_post.data, in.wadt = wtype(d.w_post.dtype, "linear_qkv_deferred");
+    in.wn = d.w_next.data, in.wndt = wtype(d.w_next.dtype, "linear_qkv_deferred");
+    in.s = d.s.data, in.sdt = wtype(d.s.dtype, "linear_qkv_deferred");
+    in.h = d.x.ptr<float>(), in.m = d.next.ptr<float>();
+    const void* w[3] = {q16.data, k16.data, v16 ? v16->data : nullptr};
+    ok = gemv_normed_supported(in, w, v16 ? 3 : 2, wdt);
+  }
+  if (!ok) return Ops::linear_qkv_deferred(d, wq, wk, wv, q, k, v);
+  auto prof = prof_.scope([&] { return fmt::format("linear_qkv (normed input) K={}", H); });
+  d.pending = false;
+  if (skip("linear_qkv (normed input)", {P(d.x.data), P(d.h.data), P(d.f.data), P(d.next.data), P(d.w_post.data),
+                                         P(d.s.data), P(d.w_next.data), P(q16.data), P(k16.data),
+                                         P(v16 ? v16->data : nullptr), P(q.data), P(k.data), P(v ? v->data : nullptr),
+                                         uint64_t(H), F(d.eps)}))
+    return;
+  const GemvPart parts[3] = {{q16.data, q16.dim(0), q.ptr<float>()},
+                             {k16.data, k16.dim(0), k.ptr<float>()},
+                             {v16 ? v16->data : nullptr, v16 ? v16->dim(0) : 0, v ? v->ptr<float>() : nullptr}};
+  check_launch(gemv_normed_multi(in, parts, v16 ? 3 : 2, wdt, stream_), "linear_qkv (normed input)");
 }
 
 // GEMMA4_CUDA_PACKED_FFN=0: two GEMMs for gate and up even when they sit side by side (for comparisons).
@@ -652,7 +741,7 @@ void CudaOps::gelu_tanh_mul_backward(const Tensor&, const Tensor&, const Tensor&
 }
 
 void CudaOps::fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s, const Tensor* w2,
-                                Tensor* out) {
+                                Tensor* out, const Tensor* x_in) {
   auto prof = prof_.scope([&] { return std::string(w2 ? "add_rmsnorm_norm" : "add_rmsnorm"); });
   f32_on_device(x, "add_rmsnorm");
   on_device(f, "add_rmsnorm");
@@ -663,7 +752,12 @@ void CudaOps::fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps
   const int64_t D = w.numel();
   G4_CHECK(D > 0 && x.numel() == f.numel() && x.numel() % D == 0, "add_rmsnorm: shapes {} / {} with width {}",
            shape_str(x.shape), shape_str(f.shape), D);
+  if (x_in) {
+    f32_on_device(*x_in, "add_rmsnorm residual");
+    G4_CHECK(x_in->numel() == x.numel(), "add_rmsnorm: residual {} for x {}", shape_str(x_in->shape), shape_str(x.shape));
+  }
   if (s && s->device == Device::CPU) {  // a host scale: the composition
+    if (x_in) copy(*x_in, x);
     Tensor ff = f_bf16 ? widened(f) : f;
     Ops::add_rmsnorm(x, ff, w, eps, s);
     if (f_bf16 && !w2) copy(ff, f);
@@ -682,12 +776,13 @@ void CudaOps::fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps
   }
   if (skip("add_rmsnorm", {P(x.data), P(f.data), P(w.data), P(s ? s->data : nullptr), P(w2 ? w2->data : nullptr),
                            P(out ? out->data : nullptr), uint64_t(x.numel()), uint64_t(D), F(eps), uint64_t(out_bf16),
-                           uint64_t(f_bf16)}))
+                           uint64_t(f_bf16), P(x_in ? x_in->data : nullptr)}))
     return;
   check_launch(
       cuda::add_rmsnorm(x.ptr<float>(), f.data, f_bf16, w.data, wtype(w.dtype, "add_rmsnorm"), x.numel() / D, D, eps,
                         s ? s->data : nullptr, s ? wtype(s->dtype, "scale") : 0, w2 ? w2->data : nullptr,
-                        w2 ? wtype(w2->dtype, "rmsnorm") : 0, out ? out->data : nullptr, out_bf16, stream_),
+                        w2 ? wtype(w2->dtype, "rmsnorm") : 0, out ? out->data : nullptr, out_bf16, stream_,
+                        x_in ? x_in->ptr<float>() : nullptr),
       "add_rmsnorm");
 }
 

@@ -119,7 +119,10 @@ class CudaOps final : public Ops {
   void layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Tensor& w_post_attn, const Tensor& w_pre_ffw,
                   const Tensor& wg, const Tensor& wu, const Tensor& wd, const Tensor& w_post_ffw, const Tensor& s,
                   const Tensor& w_next, float eps, Tensor& attn_out, Tensor& m, Tensor& g, Tensor& u, Tensor& f,
-                  Tensor& next) override;
+                  Tensor& next, DeferredNorm* deferred) override;
+  void finish_deferred(DeferredNorm& d) override;
+  void linear_qkv_deferred(DeferredNorm& d, const Tensor& wq, const Tensor& wk, const Tensor* wv, Tensor& q, Tensor& k,
+                           Tensor* v) override;
   // More than one row in bf16 precision: x to bf16 once, the gate and up GEMMs write bf16 into g and u, the
   // gelu product (bf16) goes straight into the down GEMM: no fp32 [M, I] tensors (prefill).
   void feed_forward(const Tensor& x, const Tensor& wg, const Tensor& wu, const Tensor& wd, Tensor& g, Tensor& u,
@@ -171,8 +174,16 @@ class CudaOps final : public Ops {
   float* tail_partials() { return reinterpret_cast<float*>(static_cast<char*>(tail_scratch_.get()) + 256); }
   static constexpr int64_t kGemmDecodeMinKeys = 512;
 
+  // x_in (optional): the residual read, x itself when null.
   void fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps, const Tensor* s, const Tensor* w2,
-                         Tensor* out);
+                         Tensor* out, const Tensor* x_in = nullptr);
+  // layer_tail as o GEMV -> gate/up GEMV with the add + norms as its prologue (gemv_normed.cu) -> down GEMV ->
+  // add + norms (or, with `deferred`, left pending for linear_qkv_deferred); false (nothing launched) where its
+  // kernel does not take the shapes.
+  bool normed_layer_tail(Tensor& x, const Tensor& o, const Tensor& wo, const Tensor& w_post_attn,
+                         const Tensor& w_pre_ffw, const Tensor& wg16, const Tensor& wu16, const Tensor& wd,
+                         const Tensor& w_post_ffw, const Tensor& s, const Tensor& w_next, float eps, Tensor& attn_out,
+                         Tensor& g, Tensor& u, Tensor& f, Tensor& next, DeferredNorm* deferred);
 
   // The token choice of choose_tokens / choose_tokens_pending: ids of the B rows into out (device).
   void launch_token_choice(Tensor& logits, const std::vector<TokenChoice>& rows, const std::vector<int64_t>& suppress,
@@ -302,6 +313,12 @@ class CudaOps final : public Ops {
   static bool layer_tail_enabled() {
     const char* v = std::getenv("GEMMA4_CUDA_LAYER_TAIL");
     return v && std::strcmp(v, "1") == 0;
+  }
+  // GEMMA4_CUDA_NORMED_GEMV=0: a decode row's layer tail is the plain composition (an add + norm kernel before
+  // the gate/up GEMV) instead of normed_layer_tail, for comparisons. Read per call.
+  static bool normed_gemv_enabled() {
+    const char* v = std::getenv("GEMMA4_CUDA_NORMED_GEMV");
+    return !(v && std::strcmp(v, "0") == 0);
   }
   // GEMMA4_CUDA_DECODE_FUSION=0: a decode step's KV appends run as a launch of their own (store_kv_rows)
   // instead of inside qkv_norm_rope, for comparisons.

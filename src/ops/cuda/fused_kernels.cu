@@ -48,8 +48,9 @@ __device__ __forceinline__ void st4(__nv_bfloat16* p, int64_t i4, float4 v) {
 // outputs).
 template <typename F>
 __global__ void add_rmsnorm_kernel(float* x, F* f, const void* w, int wdt, int64_t D, float eps, const void* s,
-                                   int sdt, const void* w2, int w2dt, void* out, bool out_bf16) {
+                                   int sdt, const void* w2, int w2dt, void* out, bool out_bf16, const float* x_in) {
   float* xr = x + int64_t(blockIdx.x) * D;
+  const float* xi = (x_in ? x_in : x) + int64_t(blockIdx.x) * D;
   F* fr = f + int64_t(blockIdx.x) * D;
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) ss += to_f(fr[i]) * to_f(fr[i]);
@@ -60,7 +61,7 @@ __global__ void add_rmsnorm_kernel(float* x, F* f, const void* w, int wdt, int64
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
     const float n = __fmul_rn(__fmul_rn(to_f(fr[i]), inv), ldw(w, wdt, i));
     if (!w2) fr[i] = from_f<F>(n);
-    const float v = s ? __fmul_rn(__fadd_rn(xr[i], n), sv) : __fadd_rn(xr[i], n);
+    const float v = s ? __fmul_rn(__fadd_rn(xi[i], n), sv) : __fadd_rn(xi[i], n);
     xr[i] = v;
     ss2 += v * v;
   }
@@ -82,9 +83,10 @@ constexpr int kVec = 4;
 
 template <typename F>
 __global__ void add_rmsnorm_vec_kernel(float* x, F* f, const void* w, int wdt, int64_t D, float eps, const void* s,
-                                       int sdt, const void* w2, int w2dt, void* out, bool out_bf16) {
+                                       int sdt, const void* w2, int w2dt, void* out, bool out_bf16, const float* x_in) {
   const int64_t D4 = D / 4;
   float4* xr = reinterpret_cast<float4*>(x + int64_t(blockIdx.x) * D);
+  const float4* xi = reinterpret_cast<const float4*>((x_in ? x_in : x) + int64_t(blockIdx.x) * D);
   F* fr = f + int64_t(blockIdx.x) * D;
   float4 fv[kVec], xv[kVec], wv[kVec], w2v[kVec];
 #pragma unroll
@@ -103,7 +105,7 @@ __global__ void add_rmsnorm_vec_kernel(float* x, F* f, const void* w, int wdt, i
   for (int j = 0; j < kVec; ++j) {
     const int64_t i = threadIdx.x + int64_t(j) * blockDim.x;
     if (i < D4) {
-      fv[j] = ld4(fr, i), xv[j] = xr[i];
+      fv[j] = ld4(fr, i), xv[j] = xi[i];
       ss += fv[j].x * fv[j].x + fv[j].y * fv[j].y + fv[j].z * fv[j].z + fv[j].w * fv[j].w;
     }
   }
@@ -421,26 +423,28 @@ void launch_gelu(const float* x, const void* wg, const void* wu, int wdt, int64_
 
 template <typename F>
 void launch_add_rmsnorm(float* x, F* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s,
-                        int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st) {
+                        int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st, const float* x_in) {
   const int64_t threads = ((D / 4 + kVec - 1) / kVec + 31) / 32 * 32;
   const bool vec = D % 4 == 0 && threads <= 1024 &&
-                   (uintptr_t(x) | uintptr_t(out) | uintptr_t(w) | uintptr_t(w2)) % 16 == 0 &&
+                   (uintptr_t(x) | uintptr_t(x_in) | uintptr_t(out) | uintptr_t(w) | uintptr_t(w2)) % 16 == 0 &&
                    uintptr_t(f) % (4 * sizeof(F)) == 0;
   if (vec)
     launch_pdl(add_rmsnorm_vec_kernel<F>, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, st, x, f, w, wdt, D, eps, s,
-               sdt, w2, w2dt, out, out_bf16);
+               sdt, w2, w2dt, out, out_bf16, x_in);
   else
     add_rmsnorm_kernel<F><<<unsigned(rows), D >= 1024 ? 512 : 128, 0, st>>>(x, f, w, wdt, D, eps, s, sdt, w2, w2dt, out,
-                                                                             out_bf16);
+                                                                             out_bf16, x_in);
 }
 
 int add_rmsnorm(float* x, void* f, bool f_bf16, const void* w, int wdt, int64_t rows, int64_t D, float eps,
-                const void* s, int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st) {
+                const void* s, int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st,
+                const float* x_in) {
   if (rows <= 0) return 0;
   if (f_bf16)
-    launch_add_rmsnorm(x, static_cast<__nv_bfloat16*>(f), w, wdt, rows, D, eps, s, sdt, w2, w2dt, out, out_bf16, st);
+    launch_add_rmsnorm(x, static_cast<__nv_bfloat16*>(f), w, wdt, rows, D, eps, s, sdt, w2, w2dt, out, out_bf16, st,
+                       x_in);
   else
-    launch_add_rmsnorm(x, static_cast<float*>(f), w, wdt, rows, D, eps, s, sdt, w2, w2dt, out, out_bf16, st);
+    launch_add_rmsnorm(x, static_cast<float*>(f), w, wdt, rows, D, eps, s, sdt, w2, w2dt, out, out_bf16, st, x_in);
   return int(cudaGetLastError());
 }
 

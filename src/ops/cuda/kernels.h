@@ -81,12 +81,34 @@ constexpr int kLayerTailMaxBlocks = 1024;
 bool layer_tail_supported(const LayerTailArgs& a, int wdt);
 int layer_tail(const LayerTailArgs& a, int wdt, unsigned* sync, float* partials, cudaStream_t s);
 
+// ---- gemv_normed.cu: a decode row's GEMV with the residual add and norms before it as its prologue (the
+// comment at the top of the file): h = (x + rmsnorm(a, wa)) * s (s a device scalar, or null: 1), m =
+// rmsnorm(h, wn), then the gate/up pair (y = gelu_tanh(m . wg^T) * (m . wu^T), [N]) or up to three projections of
+// m. x, a, h and m [H] F32 on the device; h (and m, unless null) written, aliasing neither x nor a; weights [N, H]
+// of dtype wdt (bf16 / f16); norm weights of any dtype; everything 16-byte aligned; one row.
+struct NormedInput {
+  int H = 0;
+  float eps = 0.f;
+  const float* x = nullptr;
+  const float* a = nullptr;
+  const void* wa = nullptr;
+  const void* wn = nullptr;
+  const void* s = nullptr;
+  int wadt = 0, wndt = 0, sdt = 0;
+  float* h = nullptr;
+  float* m = nullptr;
+};
+bool gemv_normed_supported(const NormedInput& in, const void* const* w, int nw, int wdt);
+int gemv_gelu_normed(const NormedInput& in, const void* wg, const void* wu, int wdt, int N, float* y, cudaStream_t s);
+int gemv_normed_multi(const NormedInput& in, const GemvPart* parts, int nparts, int wdt, cudaStream_t s);
+
 // ---- fused_kernels.cu (the fused forms of ops.h)
-// x = (x + rmsnorm(f, w)) * s; without w2 f = rmsnorm(f, w); with w2 out = rmsnorm(x, w2) (F32, or BF16 when
+// x = (x_in + rmsnorm(f, w)) * s; without w2 f = rmsnorm(f, w); with w2 out = rmsnorm(x, w2) (F32, or BF16 when
 // out_bf16; out may alias f, f is not written otherwise). f is F32, or BF16 when f_bf16 (a bf16 prefill's GEMM
-// outputs).
+// outputs). x_in: the residual read, x itself when null (it may alias out or f, not x, otherwise).
 int add_rmsnorm(float* x, void* f, bool f_bf16, const void* w, int wdt, int64_t rows, int64_t D, float eps,
-                const void* s, int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st);
+                const void* s, int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st,
+                const float* x_in = nullptr);
 int rmsnorm_rope(float* x, const void* w, int wdt, int64_t T, int n_heads, int head_dim, float eps, const int64_t* pos,
                  const float* inv_freq, cudaStream_t s);
 // The attention inputs of T rows in one launch (ops.h qkv_norm_rope): q [T, nq*hd] and k [T, nkv*hd] get the
