@@ -377,7 +377,8 @@ void CudaOps::finish_deferred(DeferredNorm& d) {
 
 void CudaOps::linear_qkv_deferred(DeferredNorm& d, const Tensor& wq, const Tensor& wk, const Tensor* wv, Tensor& q,
                                   Tensor& k, Tensor* v) {
-  if (!d.pending || precision_ != Precision::BF16 || !normed_gemv_enabled()) return Ops::linear_qkv_deferred(d, wq, wk, wv, q, k, v);
+  if (!d.pending || precision_ != Precision::BF16 || !normed_gemv_enabled())
+    return Ops::linear_qkv_deferred(d, wq, wk, wv, q, k, v);
   const Tensor& q16 = gemm_weight(wq);
   const Tensor& k16 = gemm_weight(wk);
   const Tensor* v16 = wv ? &gemm_weight(*wv) : nullptr;
@@ -389,7 +390,8 @@ void CudaOps::linear_qkv_deferred(DeferredNorm& d, const Tensor& wq, const Tenso
   for (const Tensor* w : {&q16, &k16, v16})
     ok = ok && (!w || (w->device == Device::CUDA && w->dtype == q16.dtype && w->ndim() == 2 && w->dim(1) == H));
   ok = ok && d.h.numel() == H && d.f.numel() == H && d.next.numel() == H && d.s.device == Device::CUDA &&
-       d.s.numel() == 1 && q.numel() == q16.dim(0) && k.numel() == k16.dim(0) && (!v16 || (v && v->numel() == v16->dim(0)));
+       d.s.numel() == 1 && q.numel() == q16.dim(0) && k.numel() == k16.dim(0) &&
+       (!v16 || (v && v->numel() == v16->dim(0)));
   NormedInput in;
   const int wdt = ok ? wtype(q16.dtype, "linear_qkv") : 0;
   if (ok) {
@@ -754,7 +756,8 @@ void CudaOps::fused_add_rmsnorm(Tensor& x, Tensor& f, const Tensor& w, float eps
            shape_str(x.shape), shape_str(f.shape), D);
   if (x_in) {
     f32_on_device(*x_in, "add_rmsnorm residual");
-    G4_CHECK(x_in->numel() == x.numel(), "add_rmsnorm: residual {} for x {}", shape_str(x_in->shape), shape_str(x.shape));
+    G4_CHECK(x_in->numel() == x.numel(), "add_rmsnorm: residual {} for x {}", shape_str(x_in->shape),
+             shape_str(x.shape));
   }
   if (s && s->device == Device::CPU) {  // a host scale: the composition
     if (x_in) copy(*x_in, x);

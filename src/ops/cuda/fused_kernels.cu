@@ -423,7 +423,8 @@ void launch_gelu(const float* x, const void* wg, const void* wu, int wdt, int64_
 
 template <typename F>
 void launch_add_rmsnorm(float* x, F* f, const void* w, int wdt, int64_t rows, int64_t D, float eps, const void* s,
-                        int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st, const float* x_in) {
+                        int sdt, const void* w2, int w2dt, void* out, bool out_bf16, cudaStream_t st,
+                        const float* x_in) {
   const int64_t threads = ((D / 4 + kVec - 1) / kVec + 31) / 32 * 32;
   const bool vec = D % 4 == 0 && threads <= 1024 &&
                    (uintptr_t(x) | uintptr_t(x_in) | uintptr_t(out) | uintptr_t(w) | uintptr_t(w2)) % 16 == 0 &&
