@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -151,6 +152,29 @@ __device__ __forceinline__ void widen8(const uint4& u, float* f) {
 // vector x, which every warp of the SM rereads from L1. Measured on an H200 (bench_cuda --micro, same call):
 // every decode GEMV 1-8% faster than with __ldg (gate+up 58.8 -> 55.4 us, q/k/v 20.1 -> 19.2 us), and decode at
 // 4K context 132.6 -> 136.9 tok/s.
+// Blocks of Kernel resident on the device at once, at `threads` a block and `smem` bytes of dynamic shared
+// memory (queried once per kernel: pass the same launch shape every time).
+template <auto Kernel>
+unsigned resident_blocks(int threads, size_t smem = 0) {
+  static const unsigned n = [&] {
+    int dev = 0, sms = 0, per_sm = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, threads, smem);
+    return unsigned(std::max(1, sms) * std::max(1, per_sm));
+  }();
+  return n;
+}
+
+// The persistent GEMVs' grid for N columns and blocks of `per_block` warp groups: the fewest blocks that still
+// give no group more columns than the resident grid would (3840 columns on 132 SMs at 4 blocks of 2 groups: 480
+// blocks, 4 columns every group, instead of 528 blocks with groups of 3 or 4).
+inline unsigned persistent_grid(int64_t N, unsigned resident, int per_block) {
+  const int64_t groups = std::min<int64_t>(resident, (N + per_block - 1) / per_block) * per_block;
+  const int64_t cols = (N + groups - 1) / groups;  // columns per group
+  return unsigned(((N + cols - 1) / cols + per_block - 1) / per_block);
+}
+
 __device__ __forceinline__ uint4 ld_stream16(const uint4* p) {
   uint4 r;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"

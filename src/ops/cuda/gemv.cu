@@ -6,7 +6,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -244,19 +243,6 @@ bool persistent_enabled() {
   return !(v && std::strcmp(v, "0") == 0);
 }
 
-// Blocks of Kernel resident on the device at once (queried once per kernel).
-template <auto Kernel>
-unsigned resident_blocks() {
-  static const unsigned n = [] {
-    int dev = 0, sms = 0, per_sm = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, kWarps * 32, 0);
-    return unsigned(std::max(1, sms) * std::max(1, per_sm));
-  }();
-  return n;
-}
-
 template <int WDT, int M, int KS>
 void launch16_ks(const float* x, const Segments& seg, int64_t N, int64_t K, cudaStream_t s) {
   const unsigned blocks = unsigned((N * KS + kWarps - 1) / kWarps);
@@ -268,10 +254,7 @@ void launch16_ks(const float* x, const Segments& seg, int64_t N, int64_t K, cuda
       // The fewest blocks that still give no group more columns than the resident grid would (3840 columns on
       // 132 SMs: 480 blocks, 4 columns every group, instead of 528 blocks with groups of 3 or 4): decode at 4K on
       // an H200 7.05 -> 7.00 ms a step (README). Leaving 4 more SMs free did not change it, 8 or 16 was slower.
-      const unsigned resident = std::min(blocks, resident_blocks<kernel>());
-      const int64_t per_block = kWarps / KS, groups = int64_t(resident) * per_block;
-      const int64_t cols = (N + groups - 1) / groups;  // columns per group
-      const unsigned grid = unsigned(((N + cols - 1) / cols + per_block - 1) / per_block);
+      const unsigned grid = persistent_grid(N, resident_blocks<kernel>(kWarps * 32), kWarps / KS);
       launch_pdl(kernel, dim3(grid), dim3(kWarps * 32), 0, s, x, seg, int(N), int(K));
       return;
     }

@@ -16,7 +16,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "ops/cuda/device_util.cuh"
@@ -27,6 +26,7 @@ namespace {
 
 constexpr int kThreads = 1024, kWarps = kThreads / 32, kKS = 4, kGroups = kWarps / kKS, kUnroll = 4;
 constexpr int kMaxVec = 1;  // float4s of the row a thread holds in the prologue: H <= 4096 (64 registers a thread)
+constexpr int kMaxH = 4 * kMaxVec * kThreads;
 
 __device__ __forceinline__ float mul3(float a, float b, float c) { return __fmul_rn(__fmul_rn(a, b), c); }
 
@@ -201,25 +201,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-template <auto Kernel>
-int resident_blocks(size_t smem) {
-  int dev = 0, sms = 0, per_sm = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel, kThreads, smem);
-  return std::max(1, sms) * std::max(1, per_sm);
-}
-
 template <int WDT, int R>
 int launch(const NormedInput& in, const Mats& m, int N, cudaStream_t s) {
   constexpr auto kernel = gemv_normed_kernel<WDT, R>;
-  const size_t smem = size_t(in.H) * sizeof(float);
-  static const int resident = resident_blocks<kernel>(smem);
-  // The fewest blocks that still give no group more columns than the resident grid would (gemv.cu).
-  const int groups = std::min(resident, (N + kGroups - 1) / kGroups) * kGroups;
-  const int cols = (N + groups - 1) / groups;
-  const int grid = ((N + cols - 1) / cols + kGroups - 1) / kGroups;
-  return int(launch_pdl(kernel, dim3(unsigned(grid)), dim3(kThreads), smem, s, in, m, N));
+  // Occupancy for the largest row (registers hold it to one block an SM at any width).
+  const unsigned grid = persistent_grid(N, resident_blocks<kernel>(kThreads, kMaxH * sizeof(float)), kGroups);
+  return int(launch_pdl(kernel, dim3(grid), dim3(kThreads), size_t(in.H) * sizeof(float), s, in, m, N));
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
@@ -227,7 +214,7 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 }  // namespace
 
 bool gemv_normed_supported(const NormedInput& in, const void* const* w, int nw, int wdt) {
-  bool ok = in.H > 0 && in.H % 8 == 0 && in.H <= 4 * kMaxVec * kThreads && (wdt == kBF16 || wdt == kF16) &&
+  bool ok = in.H > 0 && in.H % 8 == 0 && in.H <= kMaxH && (wdt == kBF16 || wdt == kF16) &&
             aligned16(in.x) && aligned16(in.a) && aligned16(in.h) && aligned16(in.m) && aligned16(in.wa) &&
             aligned16(in.wn);
   for (int i = 0; i < nw; ++i) ok = ok && aligned16(w[i]);
